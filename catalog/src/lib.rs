@@ -1,0 +1,231 @@
+//! Floe's lightweight catalog: which namespaces and tables a warehouse holds.
+//!
+//! With no server, the catalog *is* the warehouse's folder tree in the Hadoop-catalog
+//! layout (see `spec/catalog.md`): a folder with a `metadata/` folder holding at least one
+//! `v{N}.metadata.json` is a table, any other folder with content is a namespace, and
+//! namespaces nest. Listing is a LIST with a delimiter per level.
+//!
+//! ```no_run
+//! # async fn demo() -> floe_catalog::Result<()> {
+//! use floe_catalog::Catalog;
+//! use floe_table_format::{Namespace, Warehouse};
+//! let catalog = Catalog::new(Warehouse::open("./warehouse")?);
+//! for table in catalog.list_tables(&Namespace::parse("fleet")?).await? {
+//!     println!("{table}");
+//! }
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::ObjectStore;
+
+use floe_table_format::ident::validate_name;
+use floe_table_format::version;
+use floe_table_format::{Namespace, Table, TableDefinition, TableIdent, Warehouse};
+
+pub use floe_table_format::{Error, Result};
+
+/// How many folders are examined at once while listing.
+const LIST_CONCURRENCY: usize = 16;
+
+/// What a folder of the warehouse holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FolderKind {
+    Table,
+    Namespace,
+}
+
+/// The catalog of one warehouse.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    warehouse: Warehouse,
+}
+
+impl Catalog {
+    /// The catalog of `warehouse`.
+    pub fn new(warehouse: Warehouse) -> Self {
+        Self { warehouse }
+    }
+
+    /// The warehouse.
+    pub fn warehouse(&self) -> &Warehouse {
+        &self.warehouse
+    }
+
+    /// Sub-folders of a relative prefix whose names are valid Floe names (anything else in
+    /// the warehouse — a `.crc` file, a foreign folder — is not Floe's and is skipped).
+    async fn children(&self, relative: &str) -> Result<Vec<String>> {
+        let location = self.warehouse.location(relative);
+        let prefix: Path = self.warehouse.object_path(&location)?;
+        let store = self.warehouse.store();
+        let listed = store
+            .list_with_delimiter(Some(&prefix))
+            .await
+            .map_err(|source| Error::List {
+                location: location.clone(),
+                source,
+            })?;
+        let mut names: Vec<String> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .filter(|n| validate_name(n).is_ok())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    async fn kind(&self, relative: &str) -> Result<FolderKind> {
+        let location = self.warehouse.location(relative);
+        if !version::list_versions(&self.warehouse, &location)
+            .await?
+            .is_empty()
+        {
+            Ok(FolderKind::Table)
+        } else {
+            Ok(FolderKind::Namespace)
+        }
+    }
+
+    async fn classified_children(&self, relative: &str) -> Result<Vec<(String, FolderKind)>> {
+        let names = self.children(relative).await?;
+        stream::iter(names)
+            .map(|name| async move {
+                let child = if relative.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{relative}/{name}")
+                };
+                self.kind(&child).await.map(|k| (name, k))
+            })
+            .buffered(LIST_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
+    /// Namespaces directly under `parent` (or at the root).
+    pub async fn list_namespaces(&self, parent: Option<&Namespace>) -> Result<Vec<Namespace>> {
+        let relative = parent.map(|p| p.path()).unwrap_or_default();
+        let mut out = Vec::new();
+        for (name, kind) in self.classified_children(&relative).await? {
+            if kind == FolderKind::Namespace {
+                let mut parts: Vec<String> = parent.map(|p| p.parts().to_vec()).unwrap_or_default();
+                parts.push(name);
+                out.push(Namespace::new(parts)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every namespace, depth first.
+    pub async fn list_all_namespaces(&self) -> Result<Vec<Namespace>> {
+        let mut out = Vec::new();
+        let mut todo = self.list_namespaces(None).await?;
+        todo.reverse();
+        while let Some(ns) = todo.pop() {
+            let mut kids = self.list_namespaces(Some(&ns)).await?;
+            out.push(ns);
+            kids.reverse();
+            todo.extend(kids);
+        }
+        Ok(out)
+    }
+
+    /// Tables directly in `namespace`, sorted by name.
+    pub async fn list_tables(&self, namespace: &Namespace) -> Result<Vec<TableIdent>> {
+        let mut out = Vec::new();
+        for (name, kind) in self.classified_children(&namespace.path()).await? {
+            if kind == FolderKind::Table {
+                if let Ok(ident) = TableIdent::new(namespace.clone(), name) {
+                    out.push(ident);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Create a table.
+    pub async fn create_table(
+        &self,
+        ident: &TableIdent,
+        definition: TableDefinition,
+    ) -> Result<Table> {
+        Table::create(&self.warehouse, ident, definition).await
+    }
+
+    /// Create a table, or load it if it already exists.
+    pub async fn create_or_load_table(
+        &self,
+        ident: &TableIdent,
+        definition: TableDefinition,
+    ) -> Result<Table> {
+        Table::create_or_load(&self.warehouse, ident, definition).await
+    }
+
+    /// Load a table's head.
+    pub async fn load_table(&self, ident: &TableIdent) -> Result<Table> {
+        Table::load(&self.warehouse, ident).await
+    }
+
+    /// The store, for callers that need raw access (tests, tools).
+    pub fn store(&self) -> &std::sync::Arc<dyn ObjectStore> {
+        self.warehouse.store()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use floe_table_format::schema;
+
+    fn def() -> TableDefinition {
+        let s = schema::default_iot_schema();
+        let partition = schema::parse_partition_spec("day(ts)", &s).unwrap();
+        TableDefinition {
+            schema: s,
+            partition,
+            properties: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn lists_namespaces_and_tables() {
+        let wh = Warehouse::open(&format!("memory://cat-{}", uuid_like())).unwrap();
+        let cat = Catalog::new(wh);
+        for t in ["fleet.dev_2", "fleet.dev_1", "site_17.chargers.c1"] {
+            cat.create_table(&TableIdent::parse(t).unwrap(), def())
+                .await
+                .unwrap();
+        }
+        let ns: Vec<String> = cat
+            .list_all_namespaces()
+            .await
+            .unwrap()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(ns, ["fleet", "site_17", "site_17.chargers"]);
+        let tables: Vec<String> = cat
+            .list_tables(&Namespace::parse("fleet").unwrap())
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        assert_eq!(tables, ["fleet.dev_1", "fleet.dev_2"]);
+        assert!(cat
+            .list_tables(&Namespace::parse("site_17").unwrap())
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    fn uuid_like() -> u128 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    }
+}

@@ -1,0 +1,398 @@
+//! One function per verb; each calls into the libraries.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use floe_catalog::Catalog;
+use floe_table_format::iceberg::spec::{TableMetadata, Transform};
+use floe_table_format::ingest::{self, AppendReport};
+use floe_table_format::schema::{self, DEFAULT_PARTITION};
+use floe_table_format::{
+    CommitOptions, Namespace, RetryPolicy, Table, TableDefinition, TableIdent, Warehouse,
+    COMMIT_ID_KEY,
+};
+use serde_json::json;
+
+use crate::output;
+use crate::{Cli, Command, DefinitionArgs};
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let warehouse = Warehouse::open(&cli.warehouse)?;
+    let catalog = Catalog::new(warehouse);
+    match cli.command {
+        Command::Create {
+            table,
+            definition,
+            json,
+        } => create(&catalog, &table, &definition, json).await,
+        Command::Append {
+            table,
+            files,
+            create,
+            definition,
+            commit_id,
+            max_attempts,
+            commit_timeout,
+            json,
+        } => {
+            let policy = RetryPolicy {
+                max_attempts,
+                max_elapsed: Duration::from_secs(commit_timeout),
+                ..RetryPolicy::default()
+            };
+            let mut options = CommitOptions {
+                policy,
+                ..CommitOptions::default()
+            };
+            if let Some(id) = commit_id {
+                options.commit_id = id;
+            }
+            append(&catalog, &table, &files, create, &definition, options, json).await
+        }
+        Command::Tables { namespace, json } => tables(&catalog, namespace.as_deref(), json).await,
+        Command::Describe { table, json } => describe(&catalog, &table, json).await,
+        Command::Snapshots { table, json } => snapshots(&catalog, &table, json).await,
+        Command::Demo {
+            devices,
+            commits,
+            namespace,
+        } => crate::demo::run(&catalog, &Namespace::parse(&namespace)?, devices, commits).await,
+    }
+}
+
+/// Build a table definition from the CLI flags.
+pub fn definition(args: &DefinitionArgs) -> Result<TableDefinition> {
+    let (schema, default_partition) = if let Some(path) = &args.like {
+        let arrow = ingest::parquet_schema(path)?;
+        (
+            schema::schema_from_arrow(&arrow, &path.display().to_string())?,
+            "",
+        )
+    } else if let Some(path) = &args.schema {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read schema file {}", path.display()))?;
+        (
+            schema::schema_from_json(&text, &path.display().to_string())?,
+            "",
+        )
+    } else {
+        (schema::default_iot_schema(), DEFAULT_PARTITION)
+    };
+    let partition_expr = args.partition.as_deref().unwrap_or(default_partition);
+    let partition = schema::parse_partition_spec(partition_expr, &schema)?;
+    let mut properties = HashMap::new();
+    for kv in &args.properties {
+        let Some((k, v)) = kv.split_once('=') else {
+            bail!("invalid --property '{kv}': expected KEY=VALUE");
+        };
+        properties.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    Ok(TableDefinition {
+        schema,
+        partition,
+        properties,
+    })
+}
+
+async fn create(catalog: &Catalog, name: &str, args: &DefinitionArgs, json: bool) -> Result<()> {
+    let ident = TableIdent::parse(name)?;
+    let table = catalog.create_table(&ident, definition(args)?).await?;
+    if json {
+        println!(
+            "{}",
+            json!({"table": ident.to_string(), "metadata_location": table.metadata_location()})
+        );
+    } else {
+        println!("created {ident} at {}", table.location());
+    }
+    Ok(())
+}
+
+async fn append(
+    catalog: &Catalog,
+    name: &str,
+    files: &[std::path::PathBuf],
+    create: bool,
+    args: &DefinitionArgs,
+    options: CommitOptions,
+    json: bool,
+) -> Result<()> {
+    let ident = TableIdent::parse(name)?;
+    for f in files {
+        if !f.is_file() {
+            bail!("input file {} does not exist or is not a file", f.display());
+        }
+    }
+    let mut table = if create {
+        catalog
+            .create_or_load_table(&ident, definition(args)?)
+            .await?
+    } else {
+        catalog.load_table(&ident).await?
+    };
+    let commit_id = options.commit_id.clone();
+    let report: AppendReport = ingest::append_files(&mut table, files, options)
+        .await
+        .with_context(|| format!("append to {ident} failed; nothing was committed"))?;
+    if json {
+        println!(
+            "{}",
+            json!({
+                "table": ident.to_string(),
+                "rows": report.rows,
+                "data_files": report.data_files,
+                "bytes": report.bytes,
+                "version": report.commit.version.0,
+                "snapshot_id": report.commit.snapshot_id,
+                "commit_id": commit_id,
+                "attempts": report.commit.attempts,
+                "already_committed": report.commit.already_committed,
+                "metadata_location": table.metadata_location(),
+            })
+        );
+    } else if report.commit.already_committed {
+        println!(
+            "{ident}: commit {commit_id} was already in snapshot {}; nothing new committed",
+            report.commit.snapshot_id
+        );
+    } else {
+        println!(
+            "appended {} rows in {} file(s) ({}) to {ident}: version {}, snapshot {}",
+            report.rows,
+            report.data_files,
+            output::bytes(report.bytes),
+            report.commit.version,
+            report.commit.snapshot_id
+        );
+    }
+    Ok(())
+}
+
+async fn tables(catalog: &Catalog, namespace: Option<&str>, json: bool) -> Result<()> {
+    let namespaces = match namespace {
+        Some(ns) => vec![Namespace::parse(ns)?],
+        None => catalog.list_all_namespaces().await?,
+    };
+    let mut names = Vec::new();
+    for ns in &namespaces {
+        names.extend(catalog.list_tables(ns).await?.iter().map(|t| t.to_string()));
+    }
+    if json {
+        println!("{}", serde_json::to_string(&names)?);
+    } else {
+        for n in names {
+            println!("{n}");
+        }
+    }
+    Ok(())
+}
+
+fn summary_u64(metadata: &TableMetadata, key: &str) -> u64 {
+    metadata
+        .current_snapshot()
+        .and_then(|s| s.summary().additional_properties.get(key))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn describe_json(table: &Table) -> serde_json::Value {
+    let m = table.metadata();
+    let schema: Vec<_> = m
+        .current_schema()
+        .as_struct()
+        .fields()
+        .iter()
+        .map(|f| json!({"id": f.id, "name": f.name, "type": f.field_type.to_string(), "required": f.required}))
+        .collect();
+    let partition: Vec<_> = m
+        .default_partition_spec()
+        .fields()
+        .iter()
+        .map(|f| {
+            let source = m
+                .current_schema()
+                .field_by_id(f.source_id)
+                .map(|s| s.name.clone())
+                .unwrap_or_default();
+            json!({"name": f.name, "transform": transform_text(&f.transform, &source)})
+        })
+        .collect();
+    let current = m.current_snapshot().map(|s| {
+        json!({
+            "snapshot_id": s.snapshot_id(),
+            "sequence_number": s.sequence_number(),
+            "timestamp_ms": s.timestamp_ms(),
+            "operation": s.summary().operation.as_str(),
+        })
+    });
+    json!({
+        "table": table.name(),
+        "location": table.location(),
+        "format_version": m.format_version() as u8,
+        "table_uuid": m.uuid().to_string(),
+        "version": table.version().map(|v| v.0),
+        "metadata_location": table.metadata_location(),
+        "schema": schema,
+        "partition_spec": partition,
+        "current_snapshot": current,
+        "snapshots": m.snapshots().len(),
+        "data_files": summary_u64(m, "total-data-files"),
+        "rows": summary_u64(m, "total-records"),
+        "bytes": summary_u64(m, "total-files-size"),
+        "properties": m.properties(),
+    })
+}
+
+fn transform_text(t: &Transform, source: &str) -> String {
+    match t {
+        Transform::Identity => source.to_string(),
+        Transform::Bucket(n) => format!("bucket({n}, {source})"),
+        Transform::Truncate(w) => format!("truncate({w}, {source})"),
+        other => format!("{}({source})", other.to_string().to_lowercase()),
+    }
+}
+
+async fn describe(catalog: &Catalog, name: &str, json: bool) -> Result<()> {
+    let table = catalog.load_table(&TableIdent::parse(name)?).await?;
+    let d = describe_json(&table);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+        return Ok(());
+    }
+    println!(
+        "table              {}",
+        d["table"].as_str().unwrap_or_default()
+    );
+    println!("location           {}", table.location());
+    println!("metadata location  {}", table.metadata_location());
+    println!(
+        "version            {}",
+        table.version().map(|v| v.0).unwrap_or(0)
+    );
+    println!("format version     {}", d["format_version"]);
+    println!(
+        "uuid               {}",
+        d["table_uuid"].as_str().unwrap_or_default()
+    );
+    let parts: Vec<String> = d["partition_spec"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| p["transform"].as_str().unwrap_or_default().to_string())
+        .collect();
+    println!(
+        "partitioned by     {}",
+        if parts.is_empty() {
+            "(unpartitioned)".into()
+        } else {
+            parts.join(", ")
+        }
+    );
+    match table.metadata().current_snapshot() {
+        Some(s) => println!(
+            "current snapshot   {} ({}, sequence {})",
+            s.snapshot_id(),
+            s.summary().operation.as_str(),
+            s.sequence_number()
+        ),
+        None => println!("current snapshot   (none: empty table)"),
+    }
+    println!("snapshots          {}", d["snapshots"]);
+    println!("data files         {}", d["data_files"]);
+    println!("rows               {}", d["rows"]);
+    println!(
+        "size               {}",
+        output::bytes(d["bytes"].as_u64().unwrap_or(0))
+    );
+    println!("schema:");
+    let rows: Vec<Vec<String>> = d["schema"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            vec![
+                f["id"].to_string(),
+                f["name"].as_str().unwrap_or_default().to_string(),
+                f["type"].as_str().unwrap_or_default().to_string(),
+                if f["required"].as_bool().unwrap_or(false) {
+                    "required"
+                } else {
+                    "optional"
+                }
+                .to_string(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(&["id", "name", "type", "nullability"], &rows)
+    );
+    Ok(())
+}
+
+async fn snapshots(catalog: &Catalog, name: &str, json: bool) -> Result<()> {
+    let table = catalog.load_table(&TableIdent::parse(name)?).await?;
+    let m = table.metadata();
+    let mut snaps: Vec<_> = m.snapshots().collect();
+    snaps.sort_by_key(|s| s.sequence_number());
+    let get = |s: &floe_table_format::iceberg::spec::Snapshot, k: &str| {
+        s.summary()
+            .additional_properties
+            .get(k)
+            .cloned()
+            .unwrap_or_default()
+    };
+    if json {
+        let v: Vec<_> = snaps
+            .iter()
+            .map(|s| {
+                json!({
+                    "snapshot_id": s.snapshot_id(),
+                    "parent_snapshot_id": s.parent_snapshot_id(),
+                    "sequence_number": s.sequence_number(),
+                    "timestamp_ms": s.timestamp_ms(),
+                    "operation": s.summary().operation.as_str(),
+                    "added_records": get(s, "added-records").parse::<u64>().ok(),
+                    "total_records": get(s, "total-records").parse::<u64>().ok(),
+                    "commit_id": s.summary().additional_properties.get(COMMIT_ID_KEY),
+                    "manifest_list": s.manifest_list(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = snaps
+        .iter()
+        .map(|s| {
+            vec![
+                s.sequence_number().to_string(),
+                s.snapshot_id().to_string(),
+                s.timestamp()
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                    .unwrap_or_default(),
+                s.summary().operation.as_str().to_string(),
+                get(s, "added-records"),
+                get(s, "total-records"),
+                get(s, COMMIT_ID_KEY),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(
+            &[
+                "seq",
+                "snapshot_id",
+                "committed (UTC)",
+                "operation",
+                "added rows",
+                "total rows",
+                "commit id"
+            ],
+            &rows
+        )
+    );
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! `floe`: per-device Iceberg tables on object storage, from the command line.
+//!
+//! Results go to stdout (`--json` for machines); logs and progress go to stderr. Errors
+//! print one line saying what failed, then the chain of causes, and exit non-zero.
+#![warn(missing_docs)]
+
+mod commands;
+mod demo;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Floe: per-device Apache Iceberg tables on object storage, committed with conditional
+/// writes — no catalog server, no lock service.
+#[derive(Parser, Debug)]
+#[command(name = "floe", version, about, long_about = None)]
+struct Cli {
+    /// Warehouse: a path, file:///path, memory://name or s3://bucket/prefix.
+    #[arg(
+        long,
+        global = true,
+        env = "FLOE_WAREHOUSE",
+        default_value = "./warehouse"
+    )]
+    warehouse: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The verbs.
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a table (default schema: device_id string, ts timestamptz, metric string,
+    /// value double, partitioned by day(ts)).
+    Create {
+        /// NAMESPACE.TABLE, e.g. fleet.dev_0042
+        table: String,
+        #[command(flatten)]
+        definition: DefinitionArgs,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Append Parquet, CSV or newline-delimited JSON files as one commit.
+    Append {
+        /// NAMESPACE.TABLE
+        table: String,
+        /// Input files (.parquet, .csv, .json/.ndjson/.jsonl).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Create the table first if it does not exist.
+        #[arg(long)]
+        create: bool,
+        #[command(flatten)]
+        definition: DefinitionArgs,
+        /// Commit id to stamp (reusing one makes a retried append idempotent).
+        #[arg(long)]
+        commit_id: Option<String>,
+        /// Most attempts at claiming a version before giving up.
+        #[arg(long, default_value_t = floe_table_format::RetryPolicy::default().max_attempts)]
+        max_attempts: u32,
+        /// Give up retrying after this many seconds.
+        #[arg(long, default_value_t = floe_table_format::RetryPolicy::default().max_elapsed.as_secs())]
+        commit_timeout: u64,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tables, in one namespace or in all of them.
+    Tables {
+        /// Namespace, e.g. fleet or site_17.chargers
+        namespace: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a table: schema, partition spec, current snapshot, files, rows, and the
+    /// metadata location a third party would open.
+    Describe {
+        /// NAMESPACE.TABLE
+        table: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a table's snapshots, oldest first.
+    Snapshots {
+        /// NAMESPACE.TABLE
+        table: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Simulate a fleet of devices writing their own tables, then read them back.
+    Demo {
+        /// Number of devices (one table each).
+        #[arg(long, default_value_t = 20)]
+        devices: usize,
+        /// Commits per device.
+        #[arg(long, default_value_t = 5)]
+        commits: usize,
+        /// Namespace of the device tables.
+        #[arg(long, default_value = "fleet")]
+        namespace: String,
+    },
+}
+
+/// How a new table is defined (`create`, `append --create`).
+#[derive(clap::Args, Debug, Clone, Default)]
+struct DefinitionArgs {
+    /// Take the schema from a Parquet file.
+    #[arg(long, value_name = "FILE.parquet", conflicts_with = "schema")]
+    like: Option<PathBuf>,
+    /// Take the schema from an Iceberg schema JSON file.
+    #[arg(long, value_name = "FILE.json")]
+    schema: Option<PathBuf>,
+    /// Partitioning, e.g. 'day(ts)' or 'hour(ts), bucket(16, device_id)'; '' for none.
+    /// Default: day(ts) for the default schema, none otherwise.
+    #[arg(long)]
+    partition: Option<String>,
+    /// Table property KEY=VALUE (repeatable).
+    #[arg(long = "property", value_name = "KEY=VALUE")]
+    properties: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FLOE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            output::print_error(&e);
+            ExitCode::FAILURE
+        }
+    }
+}

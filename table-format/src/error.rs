@@ -1,0 +1,192 @@
+//! The one error type of the table-format crate.
+
+use std::time::Duration;
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while reading or committing a table.
+///
+/// Variants name the step that failed and carry the object or argument involved,
+/// so that a person reading one line knows what to look at.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The warehouse URL could not be understood or its store could not be built.
+    #[error("invalid warehouse '{url}': {reason}")]
+    InvalidWarehouse {
+        /// The URL as given.
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A namespace or table name was refused (it could escape its prefix, or is malformed).
+    #[error("invalid name '{name}': {reason}")]
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// An argument other than a name was refused.
+    #[error("invalid {argument}: {reason}")]
+    InvalidArgument {
+        /// Which argument.
+        argument: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A location does not belong to this warehouse's store.
+    #[error("location '{location}' is not served by this warehouse's store ({store})")]
+    ForeignLocation {
+        /// The location asked for.
+        location: String,
+        /// The store that was asked.
+        store: String,
+    },
+    /// No metadata version exists for the table.
+    #[error("table {table} does not exist (no metadata versions under {location})")]
+    TableNotFound {
+        /// The table's name.
+        table: String,
+        /// Where its metadata was looked for.
+        location: String,
+    },
+    /// `create` found a table already there.
+    #[error("table {table} already exists at {location}")]
+    TableExists {
+        /// The table's name.
+        table: String,
+        /// Its first metadata version.
+        location: String,
+    },
+    /// Reading an object failed.
+    #[error("failed to read {location}")]
+    Read {
+        /// The object.
+        location: String,
+        /// What the store said.
+        #[source]
+        source: object_store::Error,
+    },
+    /// Writing an object failed.
+    #[error("failed to write {location}")]
+    Write {
+        /// The object.
+        location: String,
+        /// What the store said.
+        #[source]
+        source: object_store::Error,
+    },
+    /// Listing a prefix failed.
+    #[error("failed to list {location}")]
+    List {
+        /// The prefix.
+        location: String,
+        /// What the store said.
+        #[source]
+        source: object_store::Error,
+    },
+    /// A metadata object exists but is not valid table metadata.
+    #[error("{location} is not valid Iceberg table metadata: {reason}")]
+    CorruptMetadata {
+        /// The object.
+        location: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Another writer kept winning: the commit was not applied.
+    #[error(
+        "commit to {table} lost to concurrent writers {attempts} times in {elapsed:?}; nothing was committed (retry later or raise the retry limits)"
+    )]
+    CommitConflict {
+        /// The table.
+        table: String,
+        /// Attempts made.
+        attempts: u32,
+        /// Time spent.
+        elapsed: Duration,
+    },
+    /// The outcome of the commit could not be established (the store did not answer).
+    /// Retrying with the same commit id is safe: it is applied at most once.
+    #[error(
+        "commit {commit_id} to {table} has an unknown outcome: version {version} could not be read back; rerun with the same commit id to settle it"
+    )]
+    CommitUnknown {
+        /// The table.
+        table: String,
+        /// The commit id stamped into the snapshot summary.
+        commit_id: String,
+        /// The version that was being claimed.
+        version: u64,
+    },
+    /// Input data does not fit the table.
+    #[error("{input}: column '{column}': {reason}")]
+    SchemaMismatch {
+        /// The input (file name or "batch").
+        input: String,
+        /// The column at fault.
+        column: String,
+        /// What does not fit.
+        reason: String,
+    },
+    /// Input data could not be read.
+    #[error("cannot read {input}: {reason}")]
+    Input {
+        /// The input (file name).
+        input: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// An iceberg library step failed.
+    #[error("{step}")]
+    Iceberg {
+        /// The step that failed, with its object.
+        step: String,
+        /// iceberg's error.
+        #[source]
+        source: iceberg::Error,
+    },
+}
+
+impl Error {
+    /// Whether trying the same operation again may succeed.
+    ///
+    /// True for transient store failures, commit conflicts (the table was busy)
+    /// and unknown commit outcomes (retrying with the same commit id is safe).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Read { source, .. }
+            | Error::Write { source, .. }
+            | Error::List { source, .. } => is_transient(source),
+            Error::CommitConflict { .. } | Error::CommitUnknown { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Wrap an iceberg error with the step that failed.
+    pub fn iceberg(step: impl Into<String>, source: iceberg::Error) -> Self {
+        Error::Iceberg {
+            step: step.into(),
+            source,
+        }
+    }
+}
+
+/// Whether an object store error is worth retrying (a network or server fault rather
+/// than a definite answer such as "not found" or "precondition failed").
+pub fn is_transient(e: &object_store::Error) -> bool {
+    !matches!(
+        e,
+        object_store::Error::NotFound { .. }
+            | object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. }
+            | object_store::Error::InvalidPath { .. }
+            | object_store::Error::NotSupported { .. }
+            | object_store::Error::NotImplemented { .. }
+            | object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. }
+            | object_store::Error::NotModified { .. }
+            | object_store::Error::UnknownConfigurationKey { .. }
+    )
+}

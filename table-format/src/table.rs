@@ -1,0 +1,661 @@
+//! A device table: loading its head, creating it, and committing appends with the
+//! protocol of [`crate::commit`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use iceberg::io::FileIO;
+use iceberg::spec::{
+    DataFile, FormatVersion, ManifestFile, ManifestListWriter, ManifestWriterBuilder, Operation,
+    Schema, Snapshot, SnapshotSummaryCollector, SortOrder, Summary, TableMetadata,
+    TableMetadataBuilder, UnboundPartitionSpec, MAIN_BRANCH,
+};
+use object_store::{ObjectStoreExt, PutMode, PutOptions};
+use tracing::Instrument;
+
+use crate::commit::{self, AttemptState, Event, GiveUp, Next, PutOutcome, ReadBack, RetryPolicy};
+use crate::error::{Error, Result};
+use crate::ident::TableIdent;
+use crate::storage;
+use crate::version::{self, Version};
+use crate::warehouse::Warehouse;
+
+/// Snapshot-summary key holding the id of the commit that produced the snapshot.
+pub const COMMIT_ID_KEY: &str = "floe.commit-id";
+
+/// Summary keys whose totals Floe carries forward from the parent snapshot.
+const TOTALS: &[(&str, &str)] = &[
+    ("total-records", "added-records"),
+    ("total-data-files", "added-data-files"),
+    ("total-files-size", "added-files-size"),
+    ("total-delete-files", "added-delete-files"),
+    ("total-position-deletes", "added-position-deletes"),
+    ("total-equality-deletes", "added-equality-deletes"),
+];
+
+/// What a new table looks like.
+#[derive(Debug, Clone)]
+pub struct TableDefinition {
+    /// Its schema (field ids are reassigned fresh on creation).
+    pub schema: Schema,
+    /// Its partition spec, bound to `schema`'s field ids.
+    pub partition: UnboundPartitionSpec,
+    /// Table properties.
+    pub properties: HashMap<String, String>,
+}
+
+/// How an append commits.
+#[derive(Debug, Clone)]
+pub struct CommitOptions {
+    /// The id stamped into the snapshot summary. Reusing the id of an earlier attempt makes
+    /// the append idempotent: if that attempt landed, nothing is committed again.
+    pub commit_id: String,
+    /// Retry limits.
+    pub policy: RetryPolicy,
+    /// Extra snapshot-summary properties.
+    pub properties: HashMap<String, String>,
+}
+
+impl Default for CommitOptions {
+    fn default() -> Self {
+        Self {
+            commit_id: uuid::Uuid::new_v4().to_string(),
+            policy: RetryPolicy::default(),
+            properties: HashMap::new(),
+        }
+    }
+}
+
+/// What a successful commit did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitReport {
+    /// The version the commit lives in.
+    pub version: Version,
+    /// The snapshot it added.
+    pub snapshot_id: i64,
+    /// Version puts made (1 without contention).
+    pub attempts: u32,
+    /// True if the commit had already landed earlier (same commit id) and nothing new was written.
+    pub already_committed: bool,
+}
+
+/// A loaded table: its head version and metadata.
+#[derive(Debug, Clone)]
+pub struct Table {
+    warehouse: Warehouse,
+    ident: Option<TableIdent>,
+    name: String,
+    location: String,
+    version: Option<Version>,
+    metadata_location: String,
+    metadata: Arc<TableMetadata>,
+    file_io: FileIO,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Read and parse one metadata object.
+async fn read_metadata(warehouse: &Warehouse, location: &str) -> Result<Option<TableMetadata>> {
+    let path = warehouse.object_path(location)?;
+    let bytes = match warehouse.store().get(&path).await {
+        Ok(r) => r.bytes().await.map_err(|source| Error::Read {
+            location: location.to_string(),
+            source,
+        })?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(source) => {
+            return Err(Error::Read {
+                location: location.to_string(),
+                source,
+            })
+        }
+    };
+    parse_metadata(&bytes, location).map(Some)
+}
+
+fn parse_metadata(bytes: &[u8], location: &str) -> Result<TableMetadata> {
+    if bytes.len() > 2 && bytes[0] == 0x1f && bytes[1] == 0x8b {
+        return Err(Error::CorruptMetadata {
+            location: location.to_string(),
+            reason: "gzip-compressed metadata is not supported by Floe; expected plain JSON".into(),
+        });
+    }
+    serde_json::from_slice::<TableMetadata>(bytes).map_err(|e| Error::CorruptMetadata {
+        location: location.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Read version `v` of the table at `table_location`, checking it belongs there.
+async fn read_version(
+    warehouse: &Warehouse,
+    table_location: &str,
+    v: Version,
+) -> Result<(String, TableMetadata)> {
+    let location = version::metadata_location(table_location, v);
+    let metadata =
+        read_metadata(warehouse, &location)
+            .await?
+            .ok_or_else(|| Error::CorruptMetadata {
+                location: location.clone(),
+                reason: "the version disappeared while it was being loaded".into(),
+            })?;
+    if metadata.location().trim_end_matches('/') != table_location {
+        return Err(Error::CorruptMetadata {
+            location,
+            reason: format!(
+                "it describes a table located at '{}', not '{}' (a foreign or moved table)",
+                metadata.location(),
+                table_location
+            ),
+        });
+    }
+    Ok((location, metadata))
+}
+
+fn find_commit(metadata: &TableMetadata, commit_id: &str) -> Option<i64> {
+    metadata
+        .snapshots()
+        .find(|s| {
+            s.summary()
+                .additional_properties
+                .get(COMMIT_ID_KEY)
+                .is_some_and(|c| c == commit_id)
+        })
+        .map(|s| s.snapshot_id())
+}
+
+impl Table {
+    /// Create a table at its Hadoop-style location; fails with [`Error::TableExists`] if any
+    /// version of it exists (or another writer creates it first).
+    pub async fn create(
+        warehouse: &Warehouse,
+        ident: &TableIdent,
+        definition: TableDefinition,
+    ) -> Result<Table> {
+        let location = warehouse.location(&ident.path());
+        if version::find_head(warehouse, &location).await?.is_some() {
+            return Err(Error::TableExists {
+                table: ident.to_string(),
+                location,
+            });
+        }
+        let mut properties = definition.properties;
+        properties
+            .entry("write.parquet.compression-codec".into())
+            .or_insert_with(|| "zstd".into());
+        let metadata = TableMetadataBuilder::new(
+            definition.schema,
+            definition.partition,
+            SortOrder::unsorted_order(),
+            location.clone(),
+            FormatVersion::V2,
+            properties,
+        )
+        .and_then(|b| b.build())
+        .map_err(|e| Error::iceberg(format!("build first metadata of {ident}"), e))?
+        .metadata;
+        let v1 = Version(1);
+        let metadata_location = version::metadata_location(&location, v1);
+        let body = serde_json::to_vec(&metadata).map_err(|e| Error::CorruptMetadata {
+            location: metadata_location.clone(),
+            reason: e.to_string(),
+        })?;
+        let path = warehouse.object_path(&metadata_location)?;
+        match warehouse
+            .store()
+            .put_opts(&path, body.into(), PutOptions::from(PutMode::Create))
+            .await
+        {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                return Err(Error::TableExists {
+                    table: ident.to_string(),
+                    location,
+                })
+            }
+            Err(source) => {
+                return Err(Error::Write {
+                    location: metadata_location,
+                    source,
+                })
+            }
+        }
+        if let Err(e) = version::write_hint(warehouse, &location, v1).await {
+            tracing::warn!(table = %ident, error = %e, "could not write the version hint");
+        }
+        Ok(Table {
+            warehouse: warehouse.clone(),
+            ident: Some(ident.clone()),
+            name: ident.to_string(),
+            location,
+            version: Some(v1),
+            metadata_location,
+            metadata: Arc::new(metadata),
+            file_io: storage::file_io(warehouse),
+        })
+    }
+
+    /// Create the table, or load it if it exists already (two devices creating the same
+    /// table at once: one creates, the other uses it).
+    pub async fn create_or_load(
+        warehouse: &Warehouse,
+        ident: &TableIdent,
+        definition: TableDefinition,
+    ) -> Result<Table> {
+        match Table::create(warehouse, ident, definition).await {
+            Err(Error::TableExists { .. }) => Table::load(warehouse, ident).await,
+            other => other,
+        }
+    }
+
+    /// Load the head version of a table.
+    pub async fn load(warehouse: &Warehouse, ident: &TableIdent) -> Result<Table> {
+        let location = warehouse.location(&ident.path());
+        let head = version::find_head(warehouse, &location)
+            .await?
+            .ok_or_else(|| Error::TableNotFound {
+                table: ident.to_string(),
+                location: format!("{location}/metadata"),
+            })?;
+        let (metadata_location, metadata) = read_version(warehouse, &location, head).await?;
+        Ok(Table {
+            warehouse: warehouse.clone(),
+            ident: Some(ident.clone()),
+            name: ident.to_string(),
+            location,
+            version: Some(head),
+            metadata_location,
+            metadata: Arc::new(metadata),
+            file_io: storage::file_io(warehouse),
+        })
+    }
+
+    /// Open a table read-only from one metadata file (any Iceberg table, whatever wrote it).
+    pub async fn open_metadata(warehouse: &Warehouse, metadata_location: &str) -> Result<Table> {
+        let metadata = read_metadata(warehouse, metadata_location)
+            .await?
+            .ok_or_else(|| Error::TableNotFound {
+                table: metadata_location.to_string(),
+                location: metadata_location.to_string(),
+            })?;
+        Ok(Table {
+            warehouse: warehouse.clone(),
+            ident: None,
+            name: metadata_location.to_string(),
+            location: metadata.location().trim_end_matches('/').to_string(),
+            version: None,
+            metadata_location: metadata_location.to_string(),
+            metadata: Arc::new(metadata),
+            file_io: storage::file_io(warehouse),
+        })
+    }
+
+    async fn load_version(&mut self, v: Version) -> Result<()> {
+        let (location, metadata) = read_version(&self.warehouse, &self.location, v).await?;
+        if metadata.uuid() != self.metadata.uuid() {
+            return Err(Error::CorruptMetadata {
+                location,
+                reason: format!(
+                    "table uuid changed from {} to {} (the table was dropped and recreated)",
+                    self.metadata.uuid(),
+                    metadata.uuid()
+                ),
+            });
+        }
+        self.version = Some(v);
+        self.metadata_location = location;
+        self.metadata = Arc::new(metadata);
+        Ok(())
+    }
+
+    /// Reload the head (probing forward from the version we know).
+    pub async fn refresh(&mut self) -> Result<()> {
+        let head = match self.version {
+            Some(v) => version::probe_forward(&self.warehouse, &self.location, v).await?,
+            None => return Ok(()),
+        };
+        if Some(head) != self.version {
+            self.load_version(head).await?;
+        }
+        Ok(())
+    }
+
+    /// The table's name (or its metadata location when opened from one).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The table's identifier, if it was loaded by name.
+    pub fn ident(&self) -> Option<&TableIdent> {
+        self.ident.as_ref()
+    }
+
+    /// The table's root location.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The loaded version (None when opened from a metadata file).
+    pub fn version(&self) -> Option<Version> {
+        self.version
+    }
+
+    /// The metadata file a third party would open.
+    pub fn metadata_location(&self) -> &str {
+        &self.metadata_location
+    }
+
+    /// The loaded metadata.
+    pub fn metadata(&self) -> &Arc<TableMetadata> {
+        &self.metadata
+    }
+
+    /// The warehouse.
+    pub fn warehouse(&self) -> &Warehouse {
+        &self.warehouse
+    }
+
+    /// The FileIO serving this table.
+    pub fn file_io(&self) -> &FileIO {
+        &self.file_io
+    }
+
+    /// The table as iceberg's type, for scans.
+    pub fn iceberg(&self) -> Result<iceberg::table::Table> {
+        let ident = match &self.ident {
+            Some(i) => i.to_iceberg(),
+            None => iceberg::TableIdent::from_strs(["external", "table"])
+                .map_err(|e| Error::iceberg("name external table", e))?,
+        };
+        iceberg::table::Table::builder()
+            .metadata(self.metadata.clone())
+            .metadata_location(self.metadata_location.clone())
+            .identifier(ident)
+            .file_io(self.file_io.clone())
+            .readonly(self.ident.is_none())
+            .runtime(
+                iceberg::Runtime::try_current()
+                    .map_err(|e| Error::iceberg("find the tokio runtime", e))?,
+            )
+            .build()
+            .map_err(|e| Error::iceberg(format!("open {}", self.name), e))
+    }
+
+    /// Commit data files (written by [`crate::writer::DataWriter`]) as one append snapshot.
+    pub async fn append(
+        &mut self,
+        files: Vec<DataFile>,
+        options: CommitOptions,
+    ) -> Result<CommitReport> {
+        let version = self.version.ok_or_else(|| Error::InvalidArgument {
+            argument: "table".into(),
+            reason: format!(
+                "{} was opened from a metadata file and is read-only",
+                self.name
+            ),
+        })?;
+        let span = tracing::info_span!("commit", table = %self.name, base = version.0, commit_id = %options.commit_id);
+        self.append_inner(files, options).instrument(span).await
+    }
+
+    async fn append_inner(
+        &mut self,
+        files: Vec<DataFile>,
+        options: CommitOptions,
+    ) -> Result<CommitReport> {
+        let started = Instant::now();
+        let commit_id = options.commit_id.clone();
+        if let Some(snapshot_id) = find_commit(&self.metadata, &commit_id) {
+            return Ok(self.report(snapshot_id, 0, true));
+        }
+        if files.is_empty() {
+            return Err(Error::InvalidArgument {
+                argument: "append".into(),
+                reason: "no data files to commit".into(),
+            });
+        }
+        let snapshot_id = self.fresh_snapshot_id();
+        // The manifest of added files does not depend on the base: its entries inherit
+        // their sequence number and snapshot id, so it is written once and reused.
+        let manifest = self.write_manifest(&files, snapshot_id, &commit_id).await?;
+        let mut state = AttemptState::default();
+        loop {
+            let base_version = self.version.expect("checked in append");
+            let target = base_version.next();
+            let metadata = self
+                .apply_append(&files, &manifest, snapshot_id, &options, state.attempts)
+                .await?;
+            let location = version::metadata_location(&self.location, target);
+            let body = serde_json::to_vec(&metadata).map_err(|e| Error::CorruptMetadata {
+                location: location.clone(),
+                reason: e.to_string(),
+            })?;
+            let path = self.warehouse.object_path(&location)?;
+            let put = self
+                .warehouse
+                .store()
+                .put_opts(&path, body.into(), PutOptions::from(PutMode::Create))
+                .await;
+            let outcome = match put {
+                Ok(_) => PutOutcome::Won,
+                Err(object_store::Error::AlreadyExists { .. })
+                | Err(object_store::Error::Precondition { .. }) => PutOutcome::Lost,
+                Err(e) if crate::error::is_transient(&e) => {
+                    tracing::warn!(version = target.0, error = %e, "create-only put had no clear answer");
+                    PutOutcome::Unknown
+                }
+                Err(source) => return Err(Error::Write { location, source }),
+            };
+            state.attempts += 1;
+            state.verifies = 0;
+            state.ambiguous |= outcome == PutOutcome::Unknown;
+            state.elapsed = started.elapsed();
+            let mut event = Event::Put(outcome);
+            loop {
+                match commit::next(event, &state, &options.policy, rand::random::<f64>()) {
+                    Next::Done => {
+                        self.version = Some(target);
+                        self.metadata_location = location.clone();
+                        self.metadata = Arc::new(metadata);
+                        if let Err(e) =
+                            version::write_hint(&self.warehouse, &self.location, target).await
+                        {
+                            tracing::warn!(error = %e, "could not write the version hint");
+                        }
+                        return Ok(self.report(snapshot_id, state.attempts, false));
+                    }
+                    Next::Verify(delay) => {
+                        tokio::time::sleep(delay).await;
+                        state.verifies += 1;
+                        let rb = match read_metadata(&self.warehouse, &location).await {
+                            Ok(Some(m)) if find_commit(&m, &commit_id).is_some() => ReadBack::Ours,
+                            Ok(Some(_)) => ReadBack::Theirs,
+                            Ok(None) => ReadBack::Missing,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "read-back failed");
+                                ReadBack::Failed
+                            }
+                        };
+                        event = Event::ReadBack(rb);
+                    }
+                    Next::Rebase(delay) => {
+                        tokio::time::sleep(delay).await;
+                        self.refresh().await?;
+                        // Did an earlier, ambiguous put of ours land after all?
+                        if let Some(id) = find_commit(&self.metadata, &commit_id) {
+                            return Ok(self.report(id, state.attempts, false));
+                        }
+                        break;
+                    }
+                    Next::GiveUp(GiveUp::Conflict) => {
+                        return Err(Error::CommitConflict {
+                            table: self.name.clone(),
+                            attempts: state.attempts,
+                            elapsed: started.elapsed(),
+                        })
+                    }
+                    Next::GiveUp(GiveUp::Unknown) => {
+                        return Err(Error::CommitUnknown {
+                            table: self.name.clone(),
+                            commit_id,
+                            version: target.0,
+                        })
+                    }
+                }
+                state.elapsed = started.elapsed();
+            }
+        }
+    }
+
+    fn report(&self, snapshot_id: i64, attempts: u32, already: bool) -> CommitReport {
+        CommitReport {
+            version: self.version.expect("a writable table has a version"),
+            snapshot_id,
+            attempts,
+            already_committed: already,
+        }
+    }
+
+    fn fresh_snapshot_id(&self) -> i64 {
+        loop {
+            let (a, b) = uuid::Uuid::new_v4().as_u64_pair();
+            let id = ((a ^ b) & (i64::MAX as u64)) as i64;
+            if id != 0 && self.metadata.snapshot_by_id(id).is_none() {
+                return id;
+            }
+        }
+    }
+
+    async fn write_manifest(
+        &self,
+        files: &[DataFile],
+        snapshot_id: i64,
+        commit_id: &str,
+    ) -> Result<ManifestFile> {
+        let location = format!("{}/metadata/{commit_id}-m0.avro", self.location);
+        let output = self
+            .file_io
+            .new_output(&location)
+            .map_err(|e| Error::iceberg(format!("open manifest {location}"), e))?;
+        // DataWriter writes with the default spec; DataFile hides its spec id in iceberg 0.10.
+        let spec = self.metadata.default_partition_spec();
+        let mut writer = ManifestWriterBuilder::new(
+            output,
+            Some(snapshot_id),
+            self.metadata.current_schema().clone(),
+            spec.as_ref().clone(),
+        )
+        .build_v2_data();
+        for f in files {
+            writer
+                .add_file(f.clone(), -1)
+                .map_err(|e| Error::iceberg(format!("add {} to manifest", f.file_path()), e))?;
+        }
+        writer
+            .write_manifest_file()
+            .await
+            .map_err(|e| Error::iceberg(format!("write manifest {location}"), e))
+    }
+
+    /// Build the metadata of the next version: the base plus one append snapshot whose
+    /// manifest list is the base's manifests plus ours.
+    async fn apply_append(
+        &self,
+        files: &[DataFile],
+        manifest: &ManifestFile,
+        snapshot_id: i64,
+        options: &CommitOptions,
+        attempt: u32,
+    ) -> Result<TableMetadata> {
+        let base = self.metadata.as_ref();
+        let parent = base.current_snapshot();
+        let sequence_number = base.next_sequence_number();
+        let mut manifests = match parent {
+            Some(p) => self
+                .iceberg()?
+                .manifest_list_reader(p)
+                .load()
+                .await
+                .map_err(|e| {
+                    Error::iceberg(format!("read manifest list {}", p.manifest_list()), e)
+                })?
+                .consume_entries()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            None => Vec::new(),
+        };
+        manifests.push(manifest.clone());
+        let list_location = format!(
+            "{}/metadata/snap-{snapshot_id}-{attempt}-{}.avro",
+            self.location, options.commit_id
+        );
+        let out = self
+            .file_io
+            .new_output(&list_location)
+            .map_err(|e| Error::iceberg(format!("open {list_location}"), e))?
+            .writer()
+            .await
+            .map_err(|e| Error::iceberg(format!("open {list_location}"), e))?;
+        let mut list = ManifestListWriter::v2(
+            out,
+            snapshot_id,
+            parent.map(|p| p.snapshot_id()),
+            sequence_number,
+        );
+        list.add_manifests(manifests.into_iter())
+            .map_err(|e| Error::iceberg(format!("write {list_location}"), e))?;
+        list.close()
+            .await
+            .map_err(|e| Error::iceberg(format!("write {list_location}"), e))?;
+
+        let mut collector = SnapshotSummaryCollector::default();
+        for f in files {
+            collector.add_file(
+                f,
+                base.current_schema().clone(),
+                base.default_partition_spec().clone(),
+            );
+        }
+        let mut props = options.properties.clone();
+        props.extend(collector.build());
+        let previous = parent.map(|p| &p.summary().additional_properties);
+        for (total, added) in TOTALS {
+            let prev: u64 = previous
+                .and_then(|m| m.get(*total))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let add: u64 = props.get(*added).and_then(|v| v.parse().ok()).unwrap_or(0);
+            props.insert(total.to_string(), (prev + add).to_string());
+        }
+        props.insert(COMMIT_ID_KEY.into(), options.commit_id.clone());
+        let snapshot = Snapshot::builder()
+            .with_manifest_list(list_location)
+            .with_snapshot_id(snapshot_id)
+            .with_parent_snapshot_id(parent.map(|p| p.snapshot_id()))
+            .with_sequence_number(sequence_number)
+            .with_summary(Summary {
+                operation: Operation::Append,
+                additional_properties: props,
+            })
+            .with_schema_id(base.current_schema_id())
+            .with_timestamp_ms(now_ms().max(base.last_updated_ms() + 1))
+            .build();
+        TableMetadataBuilder::new_from_metadata(base.clone(), Some(self.metadata_location.clone()))
+            .set_branch_snapshot(snapshot, MAIN_BRANCH)
+            .and_then(|b| b.build())
+            .map(|r| r.metadata)
+            .map_err(|e| Error::iceberg(format!("build next metadata of {}", self.name), e))
+    }
+}
+
+/// How long [`Table::append`] may take at most, for documentation and CLI defaults.
+pub fn default_commit_timeout() -> Duration {
+    RetryPolicy::default().max_elapsed
+}
