@@ -139,7 +139,7 @@ pub async fn run(
                 let mut rows = 0u64;
                 for c in 0..commits {
                     let options = CommitOptions::default();
-                    let mut writer = DataWriter::new(&table, &options.commit_id)?;
+                    let mut writer = DataWriter::new(&table)?;
                     let batch = telemetry(
                         writer.arrow_schema(),
                         &name,

@@ -244,7 +244,21 @@ pub async fn append_files(
     files: &[std::path::PathBuf],
     options: crate::table::CommitOptions,
 ) -> Result<AppendReport> {
-    let mut writer = crate::writer::DataWriter::new(table, &options.commit_id)?;
+    // A rerun of a commit that already landed writes nothing.
+    if let Some(snapshot_id) = table.find_commit(&options.commit_id) {
+        return Ok(AppendReport {
+            rows: 0,
+            data_files: 0,
+            bytes: 0,
+            commit: crate::table::CommitReport {
+                version: table.version().unwrap_or(crate::Version(0)),
+                snapshot_id,
+                attempts: 0,
+                already_committed: true,
+            },
+        });
+    }
+    let mut writer = crate::writer::DataWriter::new(table)?;
     let target = writer.arrow_schema().clone();
     for path in files {
         for batch in read_file(path, &target)? {

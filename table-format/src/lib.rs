@@ -15,7 +15,7 @@
 //! let mut table = Table::create(&wh, &ident, TableDefinition {
 //!     schema, partition, properties: Default::default() }).await?;
 //! let options = CommitOptions::default();
-//! let mut writer = DataWriter::new(&table, &options.commit_id)?;
+//! let mut writer = DataWriter::new(&table)?;
 //! // writer.write(batch).await?; …
 //! let files = writer.close().await?;
 //! table.append(files, options).await?;

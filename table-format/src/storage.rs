@@ -156,8 +156,9 @@ impl FileWrite for ObjectWrite {
                 format!("{} closed twice", self.location),
             )
         })?;
+        // A failed shutdown leaves the writer unusable (object_store panics on a later
+        // abort); an incomplete multipart upload is cleaned by the store's lifecycle rules.
         if let Err(e) = w.shutdown().await {
-            let _ = w.abort().await;
             return Err(iceberg::Error::new(
                 iceberg::ErrorKind::Unexpected,
                 format!("complete upload of {}: {e}", self.location),

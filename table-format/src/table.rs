@@ -70,7 +70,8 @@ impl Default for CommitOptions {
 /// What a successful commit did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitReport {
-    /// The version the commit lives in.
+    /// The table's head version after the call (the commit is in this version, or in an
+    /// earlier one when `already_committed`).
     pub version: Version,
     /// The snapshot it added.
     pub snapshot_id: i64,
@@ -132,6 +133,25 @@ fn parse_metadata(bytes: &[u8], location: &str) -> Result<TableMetadata> {
     })
 }
 
+/// Properties that would place a table's files outside its prefix: refused.
+const FORBIDDEN_PROPERTIES: &[&str] = &[
+    "write.data.path",
+    "write.folder-storage.path",
+    "write.object-storage.path",
+    "write.metadata.path",
+    "write.object-storage.enabled",
+];
+
+fn validate_commit_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > 256 || id.chars().any(|c| c.is_control()) {
+        return Err(Error::InvalidArgument {
+            argument: format!("commit id '{}'", id.escape_debug()),
+            reason: "a commit id is 1 to 256 characters without control characters".into(),
+        });
+    }
+    Ok(())
+}
+
 /// Read version `v` of the table at `table_location`, checking it belongs there.
 async fn read_version(
     warehouse: &Warehouse,
@@ -146,7 +166,14 @@ async fn read_version(
                 location: location.clone(),
                 reason: "the version disappeared while it was being loaded".into(),
             })?;
-    if metadata.location().trim_end_matches('/') != table_location {
+    let same_place = match (
+        warehouse.object_path(metadata.location().trim_end_matches('/')),
+        warehouse.object_path(table_location),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if !same_place {
         return Err(Error::CorruptMetadata {
             location,
             reason: format!(
@@ -180,10 +207,50 @@ impl Table {
         definition: TableDefinition,
     ) -> Result<Table> {
         let location = warehouse.location(&ident.path());
+        if let Some(key) = definition
+            .properties
+            .keys()
+            .find(|k| FORBIDDEN_PROPERTIES.contains(&k.as_str()))
+        {
+            return Err(Error::InvalidArgument {
+                argument: format!("property '{key}'"),
+                reason: "a Floe table keeps all its files under its own prefix".into(),
+            });
+        }
         if version::find_head(warehouse, &location).await?.is_some() {
             return Err(Error::TableExists {
                 table: ident.to_string(),
                 location,
+            });
+        }
+        // A table never nests inside another table, and never takes over a folder that
+        // holds something else (a namespace, foreign files).
+        let parts = ident.namespace().parts();
+        for depth in 1..=parts.len() {
+            let ancestor = warehouse.location(&parts[..depth].join("/"));
+            if !version::list_versions(warehouse, &ancestor)
+                .await?
+                .is_empty()
+            {
+                return Err(Error::InvalidName {
+                    name: ident.to_string(),
+                    reason: format!("{} is a table, not a namespace", parts[..depth].join(".")),
+                });
+            }
+        }
+        if version::any_object_under(warehouse, &location).await? {
+            // A concurrent creator may just have claimed v1.
+            if version::find_head(warehouse, &location).await?.is_some() {
+                return Err(Error::TableExists {
+                    table: ident.to_string(),
+                    location,
+                });
+            }
+            return Err(Error::InvalidName {
+                name: ident.to_string(),
+                reason: format!(
+                    "{location} already holds objects that are not a Floe table (a namespace?)"
+                ),
             });
         }
         let mut properties = definition.properties;
@@ -410,9 +477,8 @@ impl Table {
         files: Vec<DataFile>,
         options: CommitOptions,
     ) -> Result<CommitReport> {
-        let started = Instant::now();
-        let commit_id = options.commit_id.clone();
-        if let Some(snapshot_id) = find_commit(&self.metadata, &commit_id) {
+        validate_commit_id(&options.commit_id)?;
+        if let Some(snapshot_id) = self.find_commit(&options.commit_id) {
             return Ok(self.report(snapshot_id, 0, true));
         }
         if files.is_empty() {
@@ -421,16 +487,55 @@ impl Table {
                 reason: "no data files to commit".into(),
             });
         }
-        let snapshot_id = self.fresh_snapshot_id();
-        // The manifest of added files does not depend on the base: its entries inherit
-        // their sequence number and snapshot id, so it is written once and reused.
-        let manifest = self.write_manifest(&files, snapshot_id, &commit_id).await?;
         let mut state = AttemptState::default();
+        let mut ambiguous_version = None;
+        let result = self
+            .commit_loop(&files, &options, &mut state, &mut ambiguous_version)
+            .await;
+        match (result, ambiguous_version) {
+            // Once a put of ours may have landed, no error may be reported as "not
+            // committed": it is an unknown outcome, settled by rerunning with the same id.
+            (Err(e), Some(version)) if !matches!(e, Error::CommitUnknown { .. }) => {
+                tracing::warn!(error = %e, "failing after an ambiguous put");
+                Err(Error::CommitUnknown {
+                    table: self.name.clone(),
+                    commit_id: options.commit_id.clone(),
+                    version,
+                })
+            }
+            (result, _) => result,
+        }
+    }
+
+    /// The protocol loop of [`crate::commit`]: put, decide, verify or rebase.
+    async fn commit_loop(
+        &mut self,
+        files: &[DataFile],
+        options: &CommitOptions,
+        state: &mut AttemptState,
+        ambiguous_version: &mut Option<u64>,
+    ) -> Result<CommitReport> {
+        let started = Instant::now();
+        let commit_id = options.commit_id.as_str();
+        let snapshot_id = self.fresh_snapshot_id();
+        // Object names are fresh per call, never derived from the commit id, so a rerun
+        // of the same commit can never overwrite a committed object.
+        let write_id = uuid::Uuid::new_v4().to_string();
+        // The manifest of added files does not depend on the base: its entries inherit
+        // their sequence number, and the snapshot id stays fixed across attempts, so it is
+        // written once and reused by every attempt.
+        let manifest = self.write_manifest(files, snapshot_id, &write_id).await?;
         loop {
-            let base_version = self.version.expect("checked in append");
-            let target = base_version.next();
+            let target = self.version.expect("checked in append").next();
             let metadata = self
-                .apply_append(&files, &manifest, snapshot_id, &options, state.attempts)
+                .apply_append(
+                    files,
+                    &manifest,
+                    snapshot_id,
+                    options,
+                    &write_id,
+                    state.attempts,
+                )
                 .await?;
             let location = version::metadata_location(&self.location, target);
             let body = serde_json::to_vec(&metadata).map_err(|e| Error::CorruptMetadata {
@@ -449,6 +554,7 @@ impl Table {
                 | Err(object_store::Error::Precondition { .. }) => PutOutcome::Lost,
                 Err(e) if crate::error::is_transient(&e) => {
                     tracing::warn!(version = target.0, error = %e, "create-only put had no clear answer");
+                    *ambiguous_version = Some(target.0);
                     PutOutcome::Unknown
                 }
                 Err(source) => return Err(Error::Write { location, source }),
@@ -459,7 +565,7 @@ impl Table {
             state.elapsed = started.elapsed();
             let mut event = Event::Put(outcome);
             loop {
-                match commit::next(event, &state, &options.policy, rand::random::<f64>()) {
+                match commit::next(event, state, &options.policy, rand::random::<f64>()) {
                     Next::Done => {
                         self.version = Some(target);
                         self.metadata_location = location.clone();
@@ -475,7 +581,7 @@ impl Table {
                         tokio::time::sleep(delay).await;
                         state.verifies += 1;
                         let rb = match read_metadata(&self.warehouse, &location).await {
-                            Ok(Some(m)) if find_commit(&m, &commit_id).is_some() => ReadBack::Ours,
+                            Ok(Some(m)) if find_commit(&m, commit_id).is_some() => ReadBack::Ours,
                             Ok(Some(_)) => ReadBack::Theirs,
                             Ok(None) => ReadBack::Missing,
                             Err(e) => {
@@ -487,31 +593,56 @@ impl Table {
                     }
                     Next::Rebase(delay) => {
                         tokio::time::sleep(delay).await;
-                        self.refresh().await?;
-                        // Did an earlier, ambiguous put of ours land after all?
-                        if let Some(id) = find_commit(&self.metadata, &commit_id) {
-                            return Ok(self.report(id, state.attempts, false));
+                        // A "lost" create may be our own (a store's internal retry of a put
+                        // that won), and an ambiguous one may land late: look first.
+                        if let Some(report) =
+                            self.refresh_and_find(snapshot_id, commit_id, state).await?
+                        {
+                            return Ok(report);
                         }
                         break;
                     }
                     Next::GiveUp(GiveUp::Conflict) => {
+                        if let Some(report) =
+                            self.refresh_and_find(snapshot_id, commit_id, state).await?
+                        {
+                            return Ok(report);
+                        }
                         return Err(Error::CommitConflict {
                             table: self.name.clone(),
                             attempts: state.attempts,
                             elapsed: started.elapsed(),
-                        })
+                        });
                     }
                     Next::GiveUp(GiveUp::Unknown) => {
                         return Err(Error::CommitUnknown {
                             table: self.name.clone(),
-                            commit_id,
-                            version: target.0,
+                            commit_id: commit_id.to_string(),
+                            version: ambiguous_version.unwrap_or(target.0),
                         })
                     }
                 }
                 state.elapsed = started.elapsed();
             }
         }
+    }
+
+    async fn refresh_and_find(
+        &mut self,
+        snapshot_id: i64,
+        commit_id: &str,
+        state: &AttemptState,
+    ) -> Result<Option<CommitReport>> {
+        self.refresh().await?;
+        Ok(find_commit(&self.metadata, commit_id).map(|id| {
+            debug_assert_eq!(id, snapshot_id);
+            self.report(id, state.attempts, false)
+        }))
+    }
+
+    /// The snapshot holding `commit_id`, if the loaded metadata has one.
+    pub fn find_commit(&self, commit_id: &str) -> Option<i64> {
+        find_commit(&self.metadata, commit_id)
     }
 
     fn report(&self, snapshot_id: i64, attempts: u32, already: bool) -> CommitReport {
@@ -537,9 +668,9 @@ impl Table {
         &self,
         files: &[DataFile],
         snapshot_id: i64,
-        commit_id: &str,
+        write_id: &str,
     ) -> Result<ManifestFile> {
-        let location = format!("{}/metadata/{commit_id}-m0.avro", self.location);
+        let location = format!("{}/metadata/{write_id}-m0.avro", self.location);
         let output = self
             .file_io
             .new_output(&location)
@@ -572,6 +703,7 @@ impl Table {
         manifest: &ManifestFile,
         snapshot_id: i64,
         options: &CommitOptions,
+        write_id: &str,
         attempt: u32,
     ) -> Result<TableMetadata> {
         let base = self.metadata.as_ref();
@@ -593,8 +725,8 @@ impl Table {
         };
         manifests.push(manifest.clone());
         let list_location = format!(
-            "{}/metadata/snap-{snapshot_id}-{attempt}-{}.avro",
-            self.location, options.commit_id
+            "{}/metadata/snap-{snapshot_id}-{attempt}-{write_id}.avro",
+            self.location
         );
         let out = self
             .file_io
@@ -624,15 +756,21 @@ impl Table {
             );
         }
         let mut props = options.properties.clone();
+        props.remove("operation");
         props.extend(collector.build());
         let previous = parent.map(|p| &p.summary().additional_properties);
         for (total, added) in TOTALS {
-            let prev: u64 = previous
-                .and_then(|m| m.get(*total))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
+            // A parent that does not record a total (another writer's snapshot) leaves it
+            // unknown, as Iceberg Java does, rather than restarting the count at zero.
+            let prev: Option<u64> = match previous {
+                None => Some(0),
+                Some(m) => m.get(*total).and_then(|v| v.parse().ok()),
+            };
             let add: u64 = props.get(*added).and_then(|v| v.parse().ok()).unwrap_or(0);
-            props.insert(total.to_string(), (prev + add).to_string());
+            match prev {
+                Some(prev) => props.insert(total.to_string(), (prev + add).to_string()),
+                None => props.remove(*total),
+            };
         }
         props.insert(COMMIT_ID_KEY.into(), options.commit_id.clone());
         let snapshot = Snapshot::builder()

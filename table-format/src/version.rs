@@ -103,7 +103,7 @@ pub async fn write_hint(warehouse: &Warehouse, table_location: &str, v: Version)
     Ok(())
 }
 
-/// The highest version listed under `metadata/`, if any.
+/// Every version listed under `metadata/`, sorted ascending.
 pub async fn list_versions(warehouse: &Warehouse, table_location: &str) -> Result<Vec<Version>> {
     let location = format!("{table_location}/metadata");
     let prefix = warehouse.object_path(&location)?;

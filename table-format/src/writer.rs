@@ -50,8 +50,10 @@ pub struct DataWriter {
 
 impl DataWriter {
     /// A writer for `table`'s current schema and default partition spec. Data file names
-    /// start with `file_prefix` (the commit id, so a crash's leftovers can be traced).
-    pub fn new(table: &Table, file_prefix: &str) -> Result<Self> {
+    /// start with a fresh UUID, so no two writers (nor two runs of one commit) ever write
+    /// the same object.
+    pub fn new(table: &Table) -> Result<Self> {
+        let file_prefix = uuid::Uuid::new_v4().to_string();
         let metadata = table.metadata();
         let schema = metadata.current_schema().clone();
         let spec = metadata.default_partition_spec().clone();
@@ -62,15 +64,23 @@ impl DataWriter {
         let props = metadata
             .table_properties()
             .map_err(|e| Error::iceberg(format!("read properties of {}", table.name()), e))?;
-        let compression = match metadata
+        let codec = metadata
             .properties()
             .get("write.parquet.compression-codec")
-            .map(|s| s.to_ascii_lowercase())
-            .as_deref()
-        {
+            .map(|s| s.to_ascii_lowercase());
+        let compression = match codec.as_deref() {
+            None | Some("zstd") => Compression::ZSTD(ZstdLevel::default()),
             Some("uncompressed") | Some("none") => Compression::UNCOMPRESSED,
             Some("snappy") => Compression::SNAPPY,
-            _ => Compression::ZSTD(ZstdLevel::default()),
+            Some("gzip") => Compression::GZIP(Default::default()),
+            Some("lz4") => Compression::LZ4_RAW,
+            Some("brotli") => Compression::BROTLI(Default::default()),
+            Some(other) => return Err(Error::InvalidArgument {
+                argument: format!("write.parquet.compression-codec of {}", table.name()),
+                reason: format!(
+                    "unsupported codec '{other}' (zstd, snappy, gzip, lz4, brotli, uncompressed)"
+                ),
+            }),
         };
         let writer_props = WriterProperties::builder()
             .set_compression(compression)
@@ -78,8 +88,7 @@ impl DataWriter {
             .build();
         let location = DefaultLocationGenerator::new(metadata.as_ref())
             .map_err(|e| Error::iceberg("data location", e))?;
-        let names =
-            DefaultFileNameGenerator::new(file_prefix.to_string(), None, DataFileFormat::Parquet);
+        let names = DefaultFileNameGenerator::new(file_prefix, None, DataFileFormat::Parquet);
         let rolling = RollingFileWriterBuilder::new(
             ParquetWriterBuilder::new(writer_props, schema.clone()),
             props.write_target_file_size_bytes,

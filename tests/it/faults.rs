@@ -1,0 +1,201 @@
+//! A fault-injecting `ObjectStore` wrapper driven by rules: "fail the 1st create of a
+//! path containing `v3.metadata.json` after it took effect".
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+};
+
+/// Which operation a rule applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// A create-only put (`PutMode::Create`).
+    Create,
+    /// Any other put, including multipart uploads.
+    Put,
+    /// A read of an object's content (not a HEAD).
+    Get,
+    /// A HEAD request.
+    Head,
+}
+
+/// What happens when a rule fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Fail without sending: nothing changes.
+    FailBefore,
+    /// Perform the operation, then report a transport error (the ambiguous case).
+    FailAfter,
+    /// Perform the create, then report "already exists" (what an S3 client's internal retry
+    /// of a create that won reports).
+    ExistsAfter,
+    /// Add latency, then perform it.
+    Delay(Duration),
+}
+
+/// One rule: the `nth` (1-based) matching operation on a path containing `path` gets `fault`.
+#[derive(Debug)]
+pub struct Rule {
+    pub op: Op,
+    pub path: String,
+    pub nth: usize,
+    pub times: usize,
+    pub fault: Fault,
+    seen: AtomicUsize,
+}
+
+impl Rule {
+    pub fn new(op: Op, path: &str, nth: usize, fault: Fault) -> Self {
+        Self {
+            op,
+            path: path.to_string(),
+            nth,
+            times: 1,
+            fault,
+            seen: AtomicUsize::new(0),
+        }
+    }
+
+    /// Fire on `times` consecutive matches from the `nth` on.
+    pub fn times(mut self, times: usize) -> Self {
+        self.times = times;
+        self
+    }
+}
+
+/// The wrapper.
+#[derive(Debug)]
+pub struct FaultyStore {
+    inner: Arc<dyn ObjectStore>,
+    rules: Mutex<Vec<Arc<Rule>>>,
+    pub fired: AtomicUsize,
+}
+
+impl fmt::Display for FaultyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FaultyStore({})", self.inner)
+    }
+}
+
+fn transport_error(path: &Path) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "faulty",
+        source: format!("injected: connection reset while writing {path}").into(),
+    }
+}
+
+impl FaultyStore {
+    pub fn new(inner: Arc<dyn ObjectStore>, rules: Vec<Rule>) -> Self {
+        Self {
+            inner,
+            rules: Mutex::new(rules.into_iter().map(Arc::new).collect()),
+            fired: AtomicUsize::new(0),
+        }
+    }
+
+    fn fault_for(&self, op: Op, path: &Path) -> Option<Fault> {
+        let rules = self.rules.lock().unwrap();
+        let mut fault = None;
+        for r in rules.iter() {
+            if r.op == op && path.as_ref().contains(&r.path) {
+                let n = r.seen.fetch_add(1, Ordering::SeqCst) + 1;
+                if fault.is_none() && n >= r.nth && n < r.nth + r.times {
+                    self.fired.fetch_add(1, Ordering::SeqCst);
+                    fault = Some(r.fault);
+                }
+            }
+        }
+        fault
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FaultyStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        let op = if matches!(opts.mode, PutMode::Create) {
+            Op::Create
+        } else {
+            Op::Put
+        };
+        match self.fault_for(op, location) {
+            None => self.inner.put_opts(location, payload, opts).await,
+            Some(Fault::FailBefore) => Err(transport_error(location)),
+            Some(Fault::FailAfter) => {
+                self.inner.put_opts(location, payload, opts).await?;
+                Err(transport_error(location))
+            }
+            Some(Fault::ExistsAfter) => {
+                self.inner.put_opts(location, payload, opts).await?;
+                Err(object_store::Error::AlreadyExists {
+                    path: location.to_string(),
+                    source: "injected: retried create found its own object".into(),
+                })
+            }
+            Some(Fault::Delay(d)) => {
+                tokio::time::sleep(d).await;
+                self.inner.put_opts(location, payload, opts).await
+            }
+        }
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        match self.fault_for(Op::Put, location) {
+            Some(Fault::FailBefore) | Some(Fault::FailAfter) | Some(Fault::ExistsAfter) => {
+                Err(transport_error(location))
+            }
+            _ => self.inner.put_multipart_opts(location, opts).await,
+        }
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        let op = if options.head { Op::Head } else { Op::Get };
+        match self.fault_for(op, location) {
+            Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+            Some(_) => return Err(transport_error(location)),
+            None => {}
+        }
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
