@@ -145,7 +145,7 @@ pub enum Error {
         step: String,
         /// iceberg's error.
         #[source]
-        source: iceberg::Error,
+        source: Box<iceberg::Error>,
     },
 }
 
@@ -168,7 +168,7 @@ impl Error {
     pub fn iceberg(step: impl Into<String>, source: iceberg::Error) -> Self {
         Error::Iceberg {
             step: step.into(),
-            source,
+            source: Box::new(source),
         }
     }
 }

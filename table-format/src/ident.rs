@@ -205,7 +205,7 @@ mod tests {
         }
         let long = format!("fleet.{}", "a".repeat(129));
         assert!(TableIdent::parse(&long).is_err());
-        let deep = format!("{}.t", vec!["a"; 9].join("."));
+        let deep = format!("{}.t", ["a"; 9].join("."));
         assert!(TableIdent::parse(&deep).is_err());
     }
 

@@ -31,12 +31,14 @@ type Builder =
 /// keeping row-group statistics useful for pruning.
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 
+struct Partitioned {
+    splitter: RecordBatchPartitionSplitter,
+    writer: FanoutWriter<Builder>,
+}
+
 enum Inner {
-    Unpartitioned(UnpartitionedWriter<Builder>),
-    Partitioned {
-        splitter: RecordBatchPartitionSplitter,
-        writer: FanoutWriter<Builder>,
-    },
+    Unpartitioned(Box<UnpartitionedWriter<Builder>>),
+    Partitioned(Box<Partitioned>),
 }
 
 /// Streams record batches into a table's data files. Nothing is visible to readers until
@@ -75,12 +77,14 @@ impl DataWriter {
             Some("gzip") => Compression::GZIP(Default::default()),
             Some("lz4") => Compression::LZ4_RAW,
             Some("brotli") => Compression::BROTLI(Default::default()),
-            Some(other) => return Err(Error::InvalidArgument {
-                argument: format!("write.parquet.compression-codec of {}", table.name()),
-                reason: format!(
+            Some(other) => {
+                return Err(Error::InvalidArgument {
+                    argument: format!("write.parquet.compression-codec of {}", table.name()),
+                    reason: format!(
                     "unsupported codec '{other}' (zstd, snappy, gzip, lz4, brotli, uncompressed)"
                 ),
-            }),
+                })
+            }
         };
         let writer_props = WriterProperties::builder()
             .set_compression(compression)
@@ -98,13 +102,13 @@ impl DataWriter {
         );
         let builder = DataFileWriterBuilder::new(rolling);
         let inner = if spec.is_unpartitioned() {
-            Inner::Unpartitioned(UnpartitionedWriter::new(builder))
+            Inner::Unpartitioned(Box::new(UnpartitionedWriter::new(builder)))
         } else {
-            Inner::Partitioned {
+            Inner::Partitioned(Box::new(Partitioned {
                 splitter: RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec)
                     .map_err(|e| Error::iceberg("partition splitter", e))?,
                 writer: FanoutWriter::new(builder),
-            }
+            }))
         };
         Ok(Self {
             inner,
@@ -133,7 +137,8 @@ impl DataWriter {
         let step = format!("write data files of {}", self.table);
         match &mut self.inner {
             Inner::Unpartitioned(w) => w.write(batch).await.map_err(|e| Error::iceberg(step, e))?,
-            Inner::Partitioned { splitter, writer } => {
+            Inner::Partitioned(p) => {
+                let Partitioned { splitter, writer } = p.as_mut();
                 let parts = splitter
                     .split(&batch)
                     .map_err(|e| Error::iceberg(format!("partition rows of {}", self.table), e))?;
@@ -154,7 +159,7 @@ impl DataWriter {
         let step = format!("finish data files of {}", self.table);
         match self.inner {
             Inner::Unpartitioned(w) => w.close().await,
-            Inner::Partitioned { writer, .. } => writer.close().await,
+            Inner::Partitioned(p) => p.writer.close().await,
         }
         .map_err(|e| Error::iceberg(step, e))
     }

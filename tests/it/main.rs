@@ -1,4 +1,5 @@
 //! End-to-end and interop tests: one binary, one module per concern.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 mod bad_input;
 mod commit_faults;

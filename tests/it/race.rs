@@ -30,11 +30,15 @@ fn racing_processes_lose_and_double_nothing_on_local_files() {
     let (writers, rounds, rows_each) = (4usize, 6usize, 9usize);
     let input = csv(&dir, "in.csv", "racer", rows_each);
     let bin = floe_bin();
-    let status = Command::new(&bin)
+    let out = Command::new(&bin)
         .args(["--warehouse", &url, "create", "fleet.race"])
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut acked = Vec::new();
     for round in 0..rounds {
         let children: Vec<_> = (0..writers)
