@@ -4,6 +4,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use floe_table_format::{Table, TableIdent, Version};
+use object_store::ObjectStoreExt;
 
 use crate::support::*;
 
@@ -26,9 +27,23 @@ fn csv(dir: &std::path::Path, name: &str, device: &str, n: usize) -> std::path::
 #[test]
 fn racing_processes_lose_and_double_nothing_on_local_files() {
     let (wh, dir) = local_warehouse();
+    race(&wh, &dir);
+}
+
+#[test]
+fn racing_processes_lose_and_double_nothing_on_s3() {
+    if let Some(wh) = s3_warehouse() {
+        let (_, dir) = local_warehouse();
+        race(&wh, &dir);
+    }
+}
+
+/// Rounds of `writers` concurrent `floe append` processes on one table of `wh`; `dir` holds
+/// the input file.
+fn race(wh: &floe_table_format::Warehouse, dir: &std::path::Path) {
     let url = wh.url().to_string();
     let (writers, rounds, rows_each) = (4usize, 6usize, 9usize);
-    let input = csv(&dir, "in.csv", "racer", rows_each);
+    let input = csv(dir, "in.csv", "racer", rows_each);
     let bin = floe_bin();
     let out = Command::new(&bin)
         .args(["--warehouse", &url, "create", "fleet.race"])
@@ -83,8 +98,11 @@ fn racing_processes_lose_and_double_nothing_on_local_files() {
         assert_eq!(got, acked, "every acknowledged commit exactly once");
         assert_eq!(t.version(), Some(Version(1 + (writers * rounds) as u64)));
         for v in 1..=(1 + writers * rounds) as u64 {
-            let p = dir.join(format!("fleet/race/metadata/v{v}.metadata.json"));
-            assert!(p.exists(), "version {v} missing: history has a gap");
+            let loc = floe_table_format::version::metadata_location(t.location(), Version(v));
+            wh.store()
+                .head(&wh.object_path(&loc).unwrap())
+                .await
+                .unwrap_or_else(|e| panic!("version {v} missing, history has a gap: {e}"));
         }
         assert_eq!(scan(&t).await.0, rows_each * writers * rounds);
     });
