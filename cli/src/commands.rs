@@ -53,6 +53,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Tables { namespace, json } => tables(&catalog, namespace.as_deref(), json).await,
         Command::Describe { table, json } => describe(&catalog, &table, json).await,
         Command::Snapshots { table, json } => snapshots(&catalog, &table, json).await,
+        Command::Check { table, json } => check(&catalog, &table, json).await,
         Command::Demo {
             devices,
             commits,
@@ -395,4 +396,40 @@ async fn snapshots(catalog: &Catalog, name: &str, json: bool) -> Result<()> {
         )
     );
     Ok(())
+}
+
+async fn check(catalog: &Catalog, name: &str, json: bool) -> Result<()> {
+    let ident = TableIdent::parse(name)?;
+    let report = floe_table_format::check::check_table(catalog.warehouse(), &ident).await?;
+    if json {
+        let problems: Vec<_> = report
+            .problems
+            .iter()
+            .map(|p| json!({"object": p.object, "problem": p.message}))
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "table": ident.to_string(),
+                "versions": report.versions,
+                "snapshots": report.snapshots,
+                "data_files": report.data_files,
+                "rows": report.rows,
+                "problems": problems,
+            })
+        );
+    } else {
+        for p in &report.problems {
+            println!("{p}");
+        }
+    }
+    if report.problems.is_empty() {
+        eprintln!(
+            "{ident}: ok ({} versions, {} snapshots, {} data files, {} rows checked)",
+            report.versions, report.snapshots, report.data_files, report.rows
+        );
+        Ok(())
+    } else {
+        bail!("{} problem(s) found in {ident}", report.problems.len())
+    }
 }

@@ -95,6 +95,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Verify a table end to end: version history, hint, manifests, every data file and
+    /// its recorded size, and the snapshot's counts. Prints one problem per line; exits
+    /// non-zero if there is any.
+    Check {
+        /// NAMESPACE.TABLE
+        table: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Simulate a fleet of devices writing their own tables, then read them back.
     Demo {
         /// Number of devices (one table each).

@@ -23,6 +23,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod check;
 pub mod commit;
 pub mod error;
 pub mod ident;

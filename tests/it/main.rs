@@ -3,7 +3,10 @@
 
 mod bad_input;
 mod commit_faults;
+mod crash;
 mod faults;
+mod hostile;
+mod interleavings;
 mod interop;
 mod race;
 mod roundtrip;

@@ -84,7 +84,7 @@ fn race(wh: &floe_table_format::Warehouse, dir: &std::path::Path) {
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let t = Table::load(&wh, &TableIdent::parse("fleet.race").unwrap())
+        let t = Table::load(wh, &TableIdent::parse("fleet.race").unwrap())
             .await
             .unwrap();
         let mut got = commit_ids(&t);

@@ -1,0 +1,229 @@
+//! Damaged and hostile tables: each gives a clear error naming the object, or is tolerated
+//! where the spec allows; never a panic, never a silent wrong answer.
+
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+
+use floe_table_format::check::check_table;
+use floe_table_format::version::{self, metadata_location, Version};
+use floe_table_format::{CommitOptions, Error, Table, TableIdent, Warehouse};
+
+use crate::support::*;
+
+async fn table_with_3_commits(wh: &Warehouse, name: &str) -> Table {
+    let ident = TableIdent::parse(name).unwrap();
+    let mut t = Table::create(wh, &ident, iot_definition()).await.unwrap();
+    for d in 0..3 {
+        append_batch(
+            &mut t,
+            |s| rows(s, "d", DAY0_US + d * DAY_US, 20, 1.0),
+            CommitOptions::default(),
+        )
+        .await
+        .unwrap();
+    }
+    t
+}
+
+async fn put(wh: &Warehouse, location: &str, body: impl Into<PutPayload>) {
+    wh.store()
+        .put(&wh.object_path(location).unwrap(), body.into())
+        .await
+        .unwrap();
+}
+
+fn key(wh: &Warehouse, location: &str) -> Path {
+    wh.object_path(location).unwrap()
+}
+
+async fn scan_result(t: &Table) -> Result<usize, String> {
+    let it = t.iceberg().map_err(|e| e.to_string())?;
+    let stream = it
+        .scan()
+        .build()
+        .map_err(|e| e.to_string())?
+        .to_arrow()
+        .await
+        .map_err(|e| e.to_string())?;
+    let batches: Vec<_> = stream.try_collect().await.map_err(|e| e.to_string())?;
+    Ok(batches.iter().map(|b| b.num_rows()).sum())
+}
+
+#[tokio::test]
+async fn healthy_table_checks_clean() {
+    for (backend, wh) in all_warehouses() {
+        let t = table_with_3_commits(&wh, "fleet.ok").await;
+        let r = check_table(&wh, t.ident().unwrap()).await.unwrap();
+        assert!(r.problems.is_empty(), "{backend}: {:?}", r.problems);
+        assert_eq!(
+            (r.versions, r.snapshots, r.data_files, r.rows),
+            (4, 3, 3, 60),
+            "{backend}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn corrupt_truncated_and_foreign_heads_are_named() {
+    let wh = memory_warehouse();
+    let t = table_with_3_commits(&wh, "fleet.c").await;
+    let other = table_with_3_commits(&wh, "fleet.other").await;
+    let head = metadata_location(t.location(), Version(4));
+    let good = wh
+        .store()
+        .get(&key(&wh, &head))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let foreign = wh
+        .store()
+        .get(&key(&wh, other.metadata_location()))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    for (what, body, expect) in [
+        (
+            "garbage",
+            bytes::Bytes::from_static(b"\x00\x01garbage"),
+            "not valid Iceberg table metadata",
+        ),
+        (
+            "truncated",
+            good.slice(..good.len() / 2),
+            "not valid Iceberg table metadata",
+        ),
+        ("foreign", foreign, "describes a table located at"),
+    ] {
+        put(&wh, &head, body).await;
+        let e = Table::load(&wh, t.ident().unwrap()).await.unwrap_err();
+        assert!(matches!(e, Error::CorruptMetadata { .. }), "{what}: {e}");
+        assert!(
+            e.to_string().contains("v4.metadata.json") && e.to_string().contains(expect),
+            "{what}: {e}"
+        );
+        let r = check_table(&wh, t.ident().unwrap()).await.unwrap();
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| p.object.ends_with("v4.metadata.json")),
+            "{what}: {:?}",
+            r.problems
+        );
+    }
+}
+
+#[tokio::test]
+async fn missing_or_truncated_files_fail_loudly() {
+    let wh = memory_warehouse();
+    let t = table_with_3_commits(&wh, "fleet.m").await;
+    assert_eq!(scan_result(&t).await.unwrap(), 60);
+    let it = t.iceberg().unwrap();
+    let current = t.metadata().current_snapshot().unwrap();
+    let list = it.manifest_list_reader(current).load().await.unwrap();
+    let manifest_path = list.entries()[0].manifest_path.clone();
+    let manifest = list.entries()[1].load_manifest(it.file_io()).await.unwrap();
+    let data_path = manifest.entries()[0].data_file().file_path().to_string();
+
+    // A truncated data file: the size no longer matches.
+    let data = wh
+        .store()
+        .get(&key(&wh, &data_path))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    put(&wh, &data_path, data.slice(..data.len() - 10)).await;
+    let r = check_table(&wh, t.ident().unwrap()).await.unwrap();
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.object == data_path && p.message.contains("bytes")),
+        "{:?}",
+        r.problems
+    );
+    assert!(
+        scan_result(&t).await.is_err(),
+        "a truncated file must not read as fewer rows"
+    );
+
+    // A missing data file and a missing manifest.
+    wh.store().delete(&key(&wh, &data_path)).await.unwrap();
+    wh.store().delete(&key(&wh, &manifest_path)).await.unwrap();
+    let r = check_table(&wh, t.ident().unwrap()).await.unwrap();
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.object == data_path && p.message.contains("missing")),
+        "{:?}",
+        r.problems
+    );
+    assert!(
+        r.problems.iter().any(|p| p.object == manifest_path),
+        "{:?}",
+        r.problems
+    );
+    let e = scan_result(&t).await.unwrap_err();
+    assert!(!e.is_empty());
+}
+
+#[tokio::test]
+async fn gaps_wrong_hints_and_junk_are_tolerated_and_reported() {
+    let wh = memory_warehouse();
+    let t = table_with_3_commits(&wh, "fleet.g").await;
+    let loc = t.location().to_string();
+    // Junk under metadata/ is ignored by readers and by check.
+    put(&wh, &format!("{loc}/metadata/v9.metadata.json.tmp"), "junk").await;
+    put(
+        &wh,
+        &format!("{loc}/metadata/.v2.metadata.json.crc"),
+        "junk",
+    )
+    .await;
+    put(
+        &wh,
+        &format!("{loc}/metadata/00001-abc.metadata.json"),
+        "junk",
+    )
+    .await;
+    let r = check_table(&wh, t.ident().unwrap()).await.unwrap();
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    // A hint past the head: the head is still found; check reports the hint.
+    version::write_hint(&wh, &loc, Version(42)).await.unwrap();
+    assert_eq!(
+        Table::load(&wh, t.ident().unwrap())
+            .await
+            .unwrap()
+            .version(),
+        Some(Version(4))
+    );
+    let r = check_table(&wh, t.ident().unwrap()).await.unwrap();
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.object.ends_with("version-hint.text") && p.message.contains("v42")),
+        "{:?}",
+        r.problems
+    );
+    // A gap below the head: readers start from the hint; check reports the gap.
+    version::write_hint(&wh, &loc, Version(4)).await.unwrap();
+    wh.store()
+        .delete(&key(&wh, &metadata_location(&loc, Version(2))))
+        .await
+        .unwrap();
+    let loaded = Table::load(&wh, t.ident().unwrap()).await.unwrap();
+    assert_eq!(scan_result(&loaded).await.unwrap(), 60);
+    let r = check_table(&wh, t.ident().unwrap()).await.unwrap();
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.object.ends_with("v2.metadata.json") && p.message.contains("gap")),
+        "{:?}",
+        r.problems
+    );
+}
