@@ -23,8 +23,9 @@ install() {
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "${REQ[*]}" ]; then return; fi
   echo "installing LocalStack into $VENV (about a minute) ..." >&2
   mkdir -p "$(dirname "$VENV")"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --disable-pip-version-check -q "${REQ[@]}" >&2
+  python3 -m venv "$VENV" >&2 || { echo "error: python3 -m venv could not create $VENV" >&2; exit 1; }
+  "$VENV/bin/pip" install --disable-pip-version-check -q "${REQ[@]}" >&2 \
+    || { echo "error: pip could not install ${REQ[*]} into $VENV" >&2; exit 1; }
   printf '%s' "${REQ[*]}" > "$stamp"
 }
 

@@ -9,7 +9,7 @@ REQ='pyiceberg[pyarrow,sql-sqlite,pyiceberg-core,s3fs]==0.12.0'
 STAMP="$VENV/.floe-stamp"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$REQ" ]; then
   echo "installing $REQ into $VENV (about a minute) ..." >&2
-  python3 -m venv "$VENV"
+  python3 -m venv "$VENV" >&2 || { echo "error: python3 -m venv could not create $VENV" >&2; exit 1; }
   "$VENV/bin/pip" install --disable-pip-version-check -q "$REQ" >&2 \
     || { echo "error: pip could not install $REQ into $VENV" >&2; exit 1; }
   printf '%s' "$REQ" > "$STAMP"

@@ -41,6 +41,9 @@ pub enum Fault {
     ExistsAfter,
     /// Add latency, then perform it.
     Delay(Duration),
+    /// Refuse with S3's `503 SlowDown` (as it surfaces once the client's own retries are
+    /// spent): nothing changes.
+    SlowDown,
 }
 
 /// One rule: the `nth` (1-based) matching operation on a path containing `path` gets `fault`.
@@ -84,6 +87,13 @@ pub struct FaultyStore {
 impl fmt::Display for FaultyStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "FaultyStore({})", self.inner)
+    }
+}
+
+fn slow_down(path: &Path) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "faulty",
+        source: format!("injected: 503 SlowDown: Please reduce your request rate ({path})").into(),
     }
 }
 
@@ -135,6 +145,7 @@ impl ObjectStore for FaultyStore {
         match self.fault_for(op, location) {
             None => self.inner.put_opts(location, payload, opts).await,
             Some(Fault::FailBefore) => Err(transport_error(location)),
+            Some(Fault::SlowDown) => Err(slow_down(location)),
             Some(Fault::FailAfter) => {
                 self.inner.put_opts(location, payload, opts).await?;
                 Err(transport_error(location))
@@ -162,6 +173,7 @@ impl ObjectStore for FaultyStore {
             Some(Fault::FailBefore) | Some(Fault::FailAfter) | Some(Fault::ExistsAfter) => {
                 Err(transport_error(location))
             }
+            Some(Fault::SlowDown) => Err(slow_down(location)),
             _ => self.inner.put_multipart_opts(location, opts).await,
         }
     }

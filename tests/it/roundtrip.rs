@@ -189,3 +189,44 @@ async fn concurrent_writers_lose_nothing() {
         assert_eq!(scan(&loaded).await.0, 7 * acked.len(), "{backend}");
     }
 }
+
+#[tokio::test]
+async fn a_hundred_device_tables_at_once() {
+    use futures::stream::{self, StreamExt};
+    for (backend, wh) in all_warehouses() {
+        let results: Vec<(TableIdent, String)> = stream::iter(0..100)
+            .map(|d| {
+                let wh = wh.clone();
+                async move {
+                    let ident = TableIdent::parse(&format!("site_1.dev_{d:03}")).unwrap();
+                    let mut t = Table::create_or_load(&wh, &ident, iot_definition())
+                        .await
+                        .unwrap();
+                    let opts = CommitOptions::default();
+                    let id = opts.commit_id.clone();
+                    append_batch(
+                        &mut t,
+                        |s| rows(s, &format!("dev_{d:03}"), DAY0_US, 10, d as f64),
+                        opts,
+                    )
+                    .await
+                    .unwrap();
+                    (ident, id)
+                }
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        let catalog = floe_catalog::Catalog::new(wh.clone());
+        let listed = catalog
+            .list_tables(&floe_table_format::Namespace::parse("site_1").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 100, "{backend}");
+        for (ident, id) in results {
+            let t = Table::load(&wh, &ident).await.unwrap();
+            assert_eq!(commit_ids(&t), vec![id], "{backend}: {ident}");
+            assert_eq!(scan(&t).await.0, 10, "{backend}: {ident}");
+        }
+    }
+}
