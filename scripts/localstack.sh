@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# LocalStack S3 on 127.0.0.1:4566 for the tests: a real S3 API that honours conditional
-# writes under races (If-None-Match / If-Match). Installed from PyPI into its own venv.
+# LocalStack S3 on 127.0.0.1:4566 (or $FLOE_LOCALSTACK_PORT) for the tests: a real S3 API
+# that honours conditional writes under races (If-None-Match / If-Match). Installed from
+# PyPI into its own venv; state is in memory only (nothing survives a restart).
 #   scripts/localstack.sh start   # idempotent; prints `export …` lines for eval
 #   scripts/localstack.sh stop    # stops the server this script started (by PID)
 #   scripts/localstack.sh status  # exit 0 if S3 answers
@@ -10,7 +11,9 @@ VENV="${FLOE_LOCALSTACK_VENV:-$REPO/.venv/localstack}"
 PIDFILE="$REPO/.venv/localstack.pid"
 LOG="$REPO/.venv/localstack.log"
 BUCKET="${FLOE_S3_BUCKET:-floe-test}"
-ENDPOINT="http://127.0.0.1:4566"
+# Port overridable so a second checkout (or a test of this script) can run beside a server in use.
+PORT="${FLOE_LOCALSTACK_PORT:-4566}"
+ENDPOINT="http://127.0.0.1:$PORT"
 # Newer LocalStack releases fail on Python 3.11; these pins are checked to work together.
 REQ=("localstack-core[runtime]==4.9.2" "cbor2<6" "pyopenssl<25" "cryptography<45" "service_identity")
 
@@ -35,7 +38,9 @@ start() {
     echo "starting LocalStack S3 on $ENDPOINT (log: $LOG) ..." >&2
     mkdir -p "$(dirname "$PIDFILE")"
     # setsid: its own process group, so stop can end the server and its children.
-    GATEWAY_LISTEN=127.0.0.1:4566 SERVICES=s3 EAGER_SERVICE_LOADING=1 DNS_ADDRESS=0 \
+    # Note: LocalStack's default (twisted) gateway uses only the port of GATEWAY_LISTEN and
+    # binds 0.0.0.0; its S3 race behaviour was checked with that server, so it is kept.
+    GATEWAY_LISTEN="127.0.0.1:$PORT" SERVICES=s3 EAGER_SERVICE_LOADING=1 DNS_ADDRESS=0 \
       SKIP_SSL_CERT_DOWNLOAD=1 DISABLE_EVENTS=1 \
       setsid "$VENV/bin/python" -m localstack.runtime.main >"$LOG" 2>&1 < /dev/null &
     echo $! > "$PIDFILE"

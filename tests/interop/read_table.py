@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+from datetime import datetime, timezone
 
 from pyiceberg.expressions import AlwaysTrue, And, EqualTo, GreaterThanOrEqual
 from pyiceberg.table import StaticTable
@@ -28,16 +29,22 @@ def main() -> int:
     if args.metadata_location.startswith("s3"):
         env = os.environ
         props = {
-            "s3.endpoint": env.get("AWS_ENDPOINT_URL", ""),
-            "s3.access-key-id": env.get("AWS_ACCESS_KEY_ID", ""),
-            "s3.secret-access-key": env.get("AWS_SECRET_ACCESS_KEY", ""),
-            "s3.region": env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1")),
+            "s3.endpoint": env.get("AWS_ENDPOINT_URL"),
+            "s3.access-key-id": env.get("AWS_ACCESS_KEY_ID"),
+            "s3.secret-access-key": env.get("AWS_SECRET_ACCESS_KEY"),
+            "s3.region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
         }
+        # Unset variables are left out, so pyiceberg falls back to its own defaults.
+        props = {k: v for k, v in props.items() if v}
     table = StaticTable.from_metadata(args.metadata_location, properties=props)
 
     row_filter = AlwaysTrue()
     if args.ts_from:
-        row_filter = And(row_filter, GreaterThanOrEqual("ts", args.ts_from))
+        # pyiceberg 0.12 rejects a trailing "Z" ("must be ISO-8601"): normalise through
+        # datetime (naive means UTC) to the "+00:00" form it accepts.
+        ts = datetime.fromisoformat(args.ts_from)
+        ts = ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
+        row_filter = And(row_filter, GreaterThanOrEqual("ts", ts.isoformat()))
     if args.device:
         row_filter = And(row_filter, EqualTo("device_id", args.device))
 
