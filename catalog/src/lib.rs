@@ -17,15 +17,20 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod error;
+pub mod namespace;
+pub mod sql;
+
 use futures::stream::{self, StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use floe_table_format::ident::validate_name;
 use floe_table_format::version;
 use floe_table_format::{Namespace, Table, TableDefinition, TableIdent, Warehouse};
 
-pub use floe_table_format::{Error, Result};
+pub use error::{Error, Result};
+pub use namespace::{NamespaceDoc, NamespaceUpdate, TableTemplate};
 
 /// How many folders are examined at once while listing.
 const LIST_CONCURRENCY: usize = 16;
@@ -35,6 +40,8 @@ const LIST_CONCURRENCY: usize = 16;
 enum FolderKind {
     Table,
     Namespace,
+    /// What a dropped (not purged) table left behind: neither a table nor a namespace.
+    Remains,
 }
 
 /// The catalog of one warehouse.
@@ -63,7 +70,7 @@ impl Catalog {
         let listed = store
             .list_with_delimiter(Some(&prefix))
             .await
-            .map_err(|source| Error::List {
+            .map_err(|source| floe_table_format::Error::List {
                 location: location.clone(),
                 source,
             })?;
@@ -79,14 +86,35 @@ impl Catalog {
 
     async fn kind(&self, relative: &str) -> Result<FolderKind> {
         let location = self.warehouse.location(relative);
-        if !version::list_versions(&self.warehouse, &location)
-            .await?
-            .is_empty()
-        {
-            Ok(FolderKind::Table)
-        } else {
-            Ok(FolderKind::Namespace)
+        let prefix = self.warehouse.object_path(&location)?;
+        let listed = self
+            .warehouse
+            .store()
+            .list_with_delimiter(Some(&prefix))
+            .await
+            .map_err(|source| floe_table_format::Error::List {
+                location: location.clone(),
+                source,
+            })?;
+        let has = |name: &str| {
+            listed
+                .common_prefixes
+                .iter()
+                .any(|p| p.filename() == Some(name))
+        };
+        if has("metadata") {
+            if !version::list_versions(&self.warehouse, &location)
+                .await?
+                .is_empty()
+            {
+                return Ok(FolderKind::Table);
+            }
+            return Ok(FolderKind::Remains);
         }
+        if has("data") {
+            return Ok(FolderKind::Remains);
+        }
+        Ok(FolderKind::Namespace)
     }
 
     async fn classified_children(&self, relative: &str) -> Result<Vec<(String, FolderKind)>> {
@@ -152,7 +180,7 @@ impl Catalog {
         ident: &TableIdent,
         definition: TableDefinition,
     ) -> Result<Table> {
-        Table::create(&self.warehouse, ident, definition).await
+        Ok(Table::create(&self.warehouse, ident, definition).await?)
     }
 
     /// Create a table, or load it if it already exists.
@@ -161,12 +189,151 @@ impl Catalog {
         ident: &TableIdent,
         definition: TableDefinition,
     ) -> Result<Table> {
-        Table::create_or_load(&self.warehouse, ident, definition).await
+        Ok(Table::create_or_load(&self.warehouse, ident, definition).await?)
     }
 
     /// Load a table's head.
     pub async fn load_table(&self, ident: &TableIdent) -> Result<Table> {
-        Table::load(&self.warehouse, ident).await
+        Ok(Table::load(&self.warehouse, ident).await?)
+    }
+
+    /// Load a table, or create it from its namespace's table template (a device's first
+    /// contact). Two devices doing this at once end up with one table.
+    pub async fn load_or_create_from_template(&self, ident: &TableIdent) -> Result<Table> {
+        match Table::load(&self.warehouse, ident).await {
+            Err(floe_table_format::Error::TableNotFound { table, location }) => {
+                let template = namespace::read(&self.warehouse, ident.namespace())
+                    .await?
+                    .and_then(|(_, doc)| doc.template);
+                match template {
+                    Some(t) => self.create_or_load_table(ident, t.definition()?).await,
+                    None => Err(floe_table_format::Error::TableNotFound { table, location }.into()),
+                }
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Whether anything exists under a namespace (tables, sub-namespaces or properties).
+    pub async fn namespace_exists(&self, ns: &Namespace) -> Result<bool> {
+        Ok(
+            version::any_object_under(&self.warehouse, &self.warehouse.location(&ns.path()))
+                .await?,
+        )
+    }
+
+    /// Create a namespace with properties (and optionally a table template).
+    pub async fn create_namespace(&self, ns: &Namespace, doc: NamespaceDoc) -> Result<()> {
+        self.refuse_table_ancestors(ns).await?;
+        if let Some(t) = &doc.template {
+            t.validate()?;
+        }
+        if namespace::create(&self.warehouse, ns, &doc).await? {
+            Ok(())
+        } else {
+            Err(Error::NamespaceExists {
+                namespace: ns.to_string(),
+            })
+        }
+    }
+
+    /// A namespace's properties and template (empty if it exists only through its tables).
+    pub async fn describe_namespace(&self, ns: &Namespace) -> Result<NamespaceDoc> {
+        match namespace::read(&self.warehouse, ns).await? {
+            Some((_, doc)) => Ok(doc),
+            None if self.namespace_exists(ns).await? => Ok(NamespaceDoc::default()),
+            None => Err(Error::NamespaceNotFound {
+                namespace: ns.to_string(),
+            }),
+        }
+    }
+
+    /// Change a namespace's properties or template (concurrent updates are never lost).
+    pub async fn update_namespace(
+        &self,
+        ns: &Namespace,
+        change: &NamespaceUpdate,
+    ) -> Result<NamespaceDoc> {
+        self.refuse_table_ancestors(ns).await?;
+        namespace::update(&self.warehouse, ns, change).await
+    }
+
+    async fn refuse_table_ancestors(&self, ns: &Namespace) -> Result<()> {
+        let parts = ns.parts();
+        for depth in 1..=parts.len() {
+            let loc = self.warehouse.location(&parts[..depth].join("/"));
+            if !version::list_versions(&self.warehouse, &loc)
+                .await?
+                .is_empty()
+            {
+                return Err(floe_table_format::Error::InvalidName {
+                    name: ns.to_string(),
+                    reason: format!("{} is a table, not a namespace", parts[..depth].join(".")),
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Drop a table: its version hint and metadata versions are deleted (oldest first, the
+    /// head last, so an interrupted drop leaves a loadable table), which removes it from
+    /// the catalog. With `purge`, every other object under its prefix (data files,
+    /// manifests) is deleted too; without, they stay for recovery or `vacuum`.
+    /// Returns the number of objects deleted.
+    pub async fn drop_table(&self, ident: &TableIdent, purge: bool) -> Result<usize> {
+        let location = self.warehouse.location(&ident.path());
+        let versions = version::list_versions(&self.warehouse, &location).await?;
+        let remains_only = versions.is_empty()
+            && purge
+            && version::any_object_under(&self.warehouse, &location).await?;
+        if versions.is_empty() && !remains_only {
+            return Err(floe_table_format::Error::TableNotFound {
+                table: ident.to_string(),
+                location: format!("{location}/metadata"),
+            }
+            .into());
+        }
+        let store = self.warehouse.store();
+        let mut deleted = 0;
+        let delete = |loc: String| async move {
+            match store.delete(&self.warehouse.object_path(&loc)?).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok::<_, Error>(()),
+                Err(source) => Err(floe_table_format::Error::Write {
+                    location: loc,
+                    source,
+                }
+                .into()),
+            }
+        };
+        delete(version::hint_location(&location)).await?;
+        deleted += 1;
+        for v in &versions {
+            delete(version::metadata_location(&location, *v)).await?;
+            deleted += 1;
+        }
+        if purge {
+            let prefix = self.warehouse.object_path(&location)?;
+            let rest: Vec<Path> = store
+                .list(Some(&prefix))
+                .map_ok(|m| m.location)
+                .try_collect()
+                .await
+                .map_err(|source| floe_table_format::Error::List {
+                    location: location.clone(),
+                    source,
+                })?;
+            deleted += rest.len();
+            store
+                .delete_stream(stream::iter(rest.into_iter().map(Ok)).boxed())
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(|source| floe_table_format::Error::Write {
+                    location: location.clone(),
+                    source,
+                })?;
+        }
+        Ok(deleted)
     }
 
     /// The store, for callers that need raw access (tests, tools).

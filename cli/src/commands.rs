@@ -54,6 +54,31 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Describe { table, json } => describe(&catalog, &table, json).await,
         Command::Snapshots { table, json } => snapshots(&catalog, &table, json).await,
         Command::Check { table, json } => check(&catalog, &table, json).await,
+        Command::Namespace(cmd) => crate::namespaces::run(&catalog, cmd).await,
+        Command::Drop { table, purge } => {
+            let ident = TableIdent::parse(&table)?;
+            let n = catalog.drop_table(&ident, purge).await?;
+            println!(
+                "dropped {ident} ({n} objects deleted{})",
+                if purge {
+                    ", data purged"
+                } else {
+                    "; data files kept"
+                }
+            );
+            Ok(())
+        }
+        Command::Catalog(crate::CatalogCommand::Publish { sql, name }) => {
+            let r = floe_catalog::sql::publish(&catalog, &sql, &name).await?;
+            println!(
+                "published {} namespaces and {} tables to {} as catalog '{name}' ({} stale rows removed)",
+                r.namespaces,
+                r.tables,
+                sql.display(),
+                r.removed
+            );
+            Ok(())
+        }
         Command::Demo {
             devices,
             commits,
@@ -130,7 +155,16 @@ async fn append(
             .create_or_load_table(&ident, definition(args)?)
             .await?
     } else {
-        catalog.load_table(&ident).await?
+        // A device's first append creates its table from the namespace's template.
+        match catalog.load_or_create_from_template(&ident).await {
+            Err(floe_catalog::Error::Table(e @ floe_table_format::Error::TableNotFound { .. })) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "{ident} does not exist and namespace {ns} has no table template; use --create, or set one with `floe namespace set {ns} --template-default`",
+                    ns = ident.namespace()
+                )));
+            }
+            other => other?,
+        }
     };
     let commit_id = options.commit_id.clone();
     let report: AppendReport = ingest::append_files(&mut table, files, options)

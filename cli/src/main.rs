@@ -6,6 +6,7 @@
 
 mod commands;
 mod demo;
+mod namespaces;
 mod output;
 
 use std::path::PathBuf;
@@ -105,6 +106,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Namespaces: create, list, describe, set properties and the table template.
+    #[command(subcommand)]
+    Namespace(NamespaceCommand),
+    /// Drop a table from the catalog; with --purge also delete its data files.
+    Drop {
+        /// NAMESPACE.TABLE
+        table: String,
+        /// Delete every object under the table's prefix, not only its metadata versions.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Catalogs other engines read.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
     /// Simulate a fleet of devices writing their own tables, then read them back.
     Demo {
         /// Number of devices (one table each).
@@ -116,6 +131,82 @@ enum Command {
         /// Namespace of the device tables.
         #[arg(long, default_value = "fleet")]
         namespace: String,
+    },
+}
+
+/// `floe namespace …`
+#[derive(Subcommand, Debug)]
+enum NamespaceCommand {
+    /// Create a namespace, optionally with properties and a table template.
+    Create {
+        /// Namespace, e.g. fleet or site_17.chargers
+        namespace: String,
+        #[command(flatten)]
+        set: NamespaceSetArgs,
+    },
+    /// List namespaces (all of them, or those under PARENT).
+    List {
+        /// Parent namespace.
+        parent: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a namespace's properties and table template.
+    Describe {
+        /// Namespace.
+        namespace: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set or remove properties, or set the table template for new device tables.
+    Set {
+        /// Namespace.
+        namespace: String,
+        #[command(flatten)]
+        set: NamespaceSetArgs,
+        /// Remove a property (repeatable).
+        #[arg(long, value_name = "KEY")]
+        unset: Vec<String>,
+        /// Remove the table template.
+        #[arg(long, conflicts_with_all = ["template_schema", "template_partition", "template_default"])]
+        no_template: bool,
+    },
+}
+
+/// Properties and template flags of `namespace create|set`.
+#[derive(clap::Args, Debug, Clone, Default)]
+struct NamespaceSetArgs {
+    /// Property KEY=VALUE (repeatable), e.g. description=… owner=…
+    #[arg(value_name = "KEY=VALUE")]
+    properties: Vec<String>,
+    /// Template schema for new device tables (Iceberg schema JSON file).
+    #[arg(long, value_name = "FILE.json")]
+    template_schema: Option<PathBuf>,
+    /// Template partitioning, e.g. 'day(ts)'.
+    #[arg(long, value_name = "EXPR")]
+    template_partition: Option<String>,
+    /// Use the default IoT schema partitioned by day(ts) as the template.
+    #[arg(long, conflicts_with = "template_schema")]
+    template_default: bool,
+    /// Template table property KEY=VALUE (repeatable).
+    #[arg(long = "template-property", value_name = "KEY=VALUE")]
+    template_properties: Vec<String>,
+}
+
+/// `floe catalog …`
+#[derive(Subcommand, Debug)]
+enum CatalogCommand {
+    /// Write an SQLite database in the Iceberg SQL-catalog schema (pyiceberg's SqlCatalog,
+    /// the Java JDBC catalog) pointing at every table's current metadata.
+    Publish {
+        /// The SQLite file to write (created or updated).
+        #[arg(long, value_name = "FILE.db")]
+        sql: PathBuf,
+        /// The catalog name readers open it with.
+        #[arg(long, default_value = "floe")]
+        name: String,
     },
 }
 

@@ -21,9 +21,12 @@ use floe_table_format::{Namespace, Table};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Loading a table or listing the catalog failed.
+    /// Loading a table failed.
     #[error(transparent)]
     Table(#[from] floe_table_format::Error),
+    /// Listing the catalog failed.
+    #[error(transparent)]
+    Catalog(#[from] floe_catalog::Error),
     /// Registering a table with DataFusion failed.
     #[error("register {table} for SQL")]
     Register {

@@ -15,6 +15,9 @@ pub const MAX_NAME_LEN: usize = 128;
 pub const MAX_NAMESPACE_DEPTH: usize = 8;
 /// Table names reserved for Floe's own virtual tables.
 pub const RESERVED_TABLE_NAMES: &[&str] = &["all_devices"];
+/// Names reserved everywhere: the folders inside a table, so a namespace or table folder is
+/// never mistaken for part of a table.
+pub const RESERVED_NAMES: &[&str] = &["data", "metadata"];
 
 /// Check one namespace part or table name.
 pub fn validate_name(name: &str) -> Result<()> {
@@ -47,6 +50,9 @@ pub fn validate_name(name: &str) -> Result<()> {
             )
         };
         return refuse(&reason);
+    }
+    if RESERVED_NAMES.contains(&name) {
+        return refuse("'data' and 'metadata' are reserved (they are folders inside every table)");
     }
     Ok(())
 }
@@ -200,6 +206,9 @@ mod tests {
             "fleet.a$files",
             "fleet.all_devices",
             "fleet.ä",
+            "fleet.metadata",
+            "data.t",
+            "a.metadata.t",
         ] {
             assert!(TableIdent::parse(bad).is_err(), "accepted {bad:?}");
         }

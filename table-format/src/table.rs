@@ -249,7 +249,7 @@ impl Table {
             return Err(Error::InvalidName {
                 name: ident.to_string(),
                 reason: format!(
-                    "{location} already holds objects that are not a Floe table (a namespace?)"
+                    "{location} already holds objects that are not a Floe table: a namespace, or the remains of a dropped table (`floe drop {ident} --purge` removes those)"
                 ),
             });
         }

@@ -55,7 +55,8 @@ pub fn parse_hint(content: &[u8]) -> Option<Version> {
     parse_number(s.trim()).map(Version)
 }
 
-fn parse_number(s: &str) -> Option<u64> {
+/// Parse a version number: decimal, at least 1, no sign, no leading zeros.
+pub fn parse_number(s: &str) -> Option<u64> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0'))
     {
         return None;

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 mod bad_input;
+mod catalog;
 mod commit_faults;
 mod crash;
 mod faults;

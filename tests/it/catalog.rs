@@ -1,0 +1,262 @@
+//! The catalog on object storage: namespaces with properties and templates, device tables
+//! created on first append, drops, and the published SQL catalog read by pyiceberg.
+
+use std::collections::BTreeMap;
+
+use futures::future::join_all;
+
+use floe_catalog::{Catalog, Error, NamespaceDoc, NamespaceUpdate, TableTemplate};
+use floe_table_format::schema::default_iot_schema;
+use floe_table_format::{CommitOptions, Namespace, TableIdent};
+
+use crate::support::*;
+
+fn template() -> TableTemplate {
+    TableTemplate {
+        schema: default_iot_schema(),
+        partition: "day(ts)".into(),
+        properties: BTreeMap::from([("write.parquet.compression-codec".into(), "snappy".into())]),
+    }
+}
+
+#[tokio::test]
+async fn devices_create_their_tables_from_the_template_once() {
+    for (backend, wh) in all_warehouses() {
+        let cat = Catalog::new(wh.clone());
+        let ns = Namespace::parse("fleet").unwrap();
+        let doc = NamespaceDoc {
+            template: Some(template()),
+            ..NamespaceDoc::default()
+        };
+        cat.create_namespace(&ns, doc.clone()).await.unwrap();
+        assert!(matches!(
+            cat.create_namespace(&ns, doc).await,
+            Err(Error::NamespaceExists { .. })
+        ));
+        // Eight "devices" make first contact with the same table at the same moment.
+        let ident = TableIdent::parse("fleet.dev_0042").unwrap();
+        let tables = join_all((0..8).map(|_| cat.load_or_create_from_template(&ident))).await;
+        let uuids: std::collections::HashSet<_> = tables
+            .iter()
+            .map(|t| t.as_ref().unwrap().metadata().uuid())
+            .collect();
+        assert_eq!(uuids.len(), 1, "{backend}");
+        let mut t = cat.load_table(&ident).await.unwrap();
+        assert_eq!(
+            t.metadata().properties()["write.parquet.compression-codec"],
+            "snappy",
+            "{backend}"
+        );
+        append_batch(
+            &mut t,
+            |s| rows(s, "d", DAY0_US, 5, 0.0),
+            CommitOptions::default(),
+        )
+        .await
+        .unwrap();
+        // No template: a missing table stays missing.
+        let other = TableIdent::parse("plain.dev_1").unwrap();
+        assert!(
+            cat.load_or_create_from_template(&other).await.is_err(),
+            "{backend}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn concurrent_namespace_updates_are_never_lost() {
+    for (backend, wh) in all_warehouses() {
+        let cat = Catalog::new(wh.clone());
+        let ns = Namespace::parse("site_17.chargers").unwrap();
+        let updates = (0..8).map(|i| {
+            let cat = cat.clone();
+            let ns = ns.clone();
+            async move {
+                let change = NamespaceUpdate {
+                    set: BTreeMap::from([(format!("key{i}"), format!("v{i}"))]),
+                    ..NamespaceUpdate::default()
+                };
+                cat.update_namespace(&ns, &change).await.unwrap();
+            }
+        });
+        join_all(updates).await;
+        let doc = cat.describe_namespace(&ns).await.unwrap();
+        assert_eq!(doc.properties.len(), 8, "{backend}: {:?}", doc.properties);
+        let change = NamespaceUpdate {
+            unset: vec!["key0".into()],
+            template: Some(Some(template())),
+            ..NamespaceUpdate::default()
+        };
+        cat.update_namespace(&ns, &change).await.unwrap();
+        let doc = cat.describe_namespace(&ns).await.unwrap();
+        assert_eq!(doc.properties.len(), 7, "{backend}");
+        assert_eq!(doc.template, Some(template()), "{backend}");
+        assert_eq!(
+            cat.list_all_namespaces()
+                .await
+                .unwrap()
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>(),
+            ["site_17", "site_17.chargers"],
+            "{backend}"
+        );
+        // A bad template is refused before anything is written.
+        let bad = NamespaceUpdate {
+            template: Some(Some(TableTemplate {
+                partition: "day(nope)".into(),
+                ..template()
+            })),
+            ..NamespaceUpdate::default()
+        };
+        assert!(cat.update_namespace(&ns, &bad).await.is_err());
+        assert_eq!(
+            cat.describe_namespace(&ns).await.unwrap().template,
+            Some(template())
+        );
+    }
+}
+
+#[tokio::test]
+async fn drop_removes_a_table_and_purge_its_files() {
+    for (backend, wh) in all_warehouses() {
+        let cat = Catalog::new(wh.clone());
+        let ns = Namespace::parse("fleet").unwrap();
+        for name in ["fleet.a", "fleet.b"] {
+            let mut t = cat
+                .create_table(&TableIdent::parse(name).unwrap(), iot_definition())
+                .await
+                .unwrap();
+            append_batch(
+                &mut t,
+                |s| rows(s, "d", DAY0_US, 5, 0.0),
+                CommitOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        let b = TableIdent::parse("fleet.b").unwrap();
+        cat.drop_table(&b, false).await.unwrap();
+        let names: Vec<String> = cat
+            .list_tables(&ns)
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        assert_eq!(names, ["fleet.a"], "{backend}");
+        assert_eq!(
+            cat.list_all_namespaces().await.unwrap().len(),
+            1,
+            "{backend}: remains are not a namespace"
+        );
+        assert!(cat.load_table(&b).await.is_err(), "{backend}");
+        let e = cat
+            .create_table(&b, iot_definition())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--purge"), "{backend}: {e}");
+        cat.drop_table(&b, true).await.unwrap();
+        assert!(
+            !floe_table_format::version::any_object_under(&wh, &wh.location("fleet/b"))
+                .await
+                .unwrap()
+        );
+        cat.create_table(&b, iot_definition()).await.unwrap();
+        assert!(cat
+            .drop_table(&TableIdent::parse("fleet.nope").unwrap(), false)
+            .await
+            .is_err());
+        // No namespace inside a table.
+        let e = cat
+            .create_namespace(
+                &Namespace::parse("fleet.a.x").unwrap(),
+                NamespaceDoc::default(),
+            )
+            .await;
+        assert!(
+            e.unwrap_err().to_string().contains("fleet.a is a table"),
+            "{backend}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn pyiceberg_reads_the_published_sql_catalog() {
+    let (wh, dir) = local_warehouse();
+    let cat = Catalog::new(wh.clone());
+    let ns = Namespace::parse("fleet").unwrap();
+    let doc = NamespaceDoc {
+        properties: BTreeMap::from([("owner".into(), "ops".into())]),
+        template: Some(template()),
+        ..NamespaceDoc::default()
+    };
+    cat.create_namespace(&ns, doc).await.unwrap();
+    for (i, name) in ["fleet.dev_1", "fleet.dev_2", "fleet.dev_3"]
+        .iter()
+        .enumerate()
+    {
+        let mut t = cat
+            .load_or_create_from_template(&TableIdent::parse(name).unwrap())
+            .await
+            .unwrap();
+        append_batch(
+            &mut t,
+            |s| rows(s, name, DAY0_US, 10 * (i + 1), 0.5),
+            CommitOptions::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let db = dir.join("catalog.db");
+    let r = floe_catalog::sql::publish(&cat, &db, "floe").await.unwrap();
+    assert_eq!((r.namespaces, r.tables, r.removed), (1, 3, 0));
+    // A new commit and a drop, then publish again: pointers move, the dropped row goes.
+    let mut t1 = cat
+        .load_table(&TableIdent::parse("fleet.dev_1").unwrap())
+        .await
+        .unwrap();
+    append_batch(
+        &mut t1,
+        |s| rows(s, "dev_1", DAY0_US + DAY_US, 5, 0.0),
+        CommitOptions::default(),
+    )
+    .await
+    .unwrap();
+    cat.drop_table(&TableIdent::parse("fleet.dev_3").unwrap(), true)
+        .await
+        .unwrap();
+    let r = floe_catalog::sql::publish(&cat, &db, "floe").await.unwrap();
+    assert_eq!((r.tables, r.removed), (2, 1));
+
+    let out = std::process::Command::new(python())
+        .args([
+            "tests/interop/read_sql_catalog.py",
+            db.to_str().unwrap(),
+            "floe",
+            "fleet",
+        ])
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["namespaces"], serde_json::json!(["fleet"]));
+    assert_eq!(got["properties"]["owner"], "ops");
+    let tables = got["tables"].as_object().unwrap();
+    assert_eq!(
+        tables.keys().collect::<Vec<_>>(),
+        ["fleet.dev_1", "fleet.dev_2"]
+    );
+    assert_eq!(tables["fleet.dev_1"]["rows"], 15);
+    assert_eq!(tables["fleet.dev_2"]["rows"], 20);
+    assert_eq!(
+        tables["fleet.dev_1"]["metadata_location"],
+        t1.metadata_location()
+    );
+}
