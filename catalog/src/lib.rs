@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod iceberg_catalog;
 pub mod namespace;
 pub mod sql;
 
@@ -30,10 +31,11 @@ use floe_table_format::version;
 use floe_table_format::{Namespace, Table, TableDefinition, TableIdent, Warehouse};
 
 pub use error::{Error, Result};
+pub use iceberg_catalog::IcebergCatalog;
 pub use namespace::{NamespaceDoc, NamespaceUpdate, TableTemplate};
 
 /// How many folders are examined at once while listing.
-const LIST_CONCURRENCY: usize = 16;
+const LIST_CONCURRENCY: usize = 32;
 
 /// What a folder of the warehouse holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,10 +88,25 @@ impl Catalog {
 
     async fn kind(&self, relative: &str) -> Result<FolderKind> {
         let location = self.warehouse.location(relative);
-        let prefix = self.warehouse.object_path(&location)?;
-        let listed = self
+        let store = self.warehouse.store();
+        // Fast path, one HEAD: every Floe table has a version hint (a drop deletes it
+        // first). Without one, look closer.
+        let hint = self
             .warehouse
-            .store()
+            .object_path(&version::hint_location(&location))?;
+        match store.head(&hint).await {
+            Ok(_) => return Ok(FolderKind::Table),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(source) => {
+                return Err(floe_table_format::Error::Read {
+                    location: version::hint_location(&location),
+                    source,
+                }
+                .into())
+            }
+        }
+        let prefix = self.warehouse.object_path(&location)?;
+        let listed = store
             .list_with_delimiter(Some(&prefix))
             .await
             .map_err(|source| floe_table_format::Error::List {
@@ -103,6 +120,7 @@ impl Catalog {
                 .any(|p| p.filename() == Some(name))
         };
         if has("metadata") {
+            // Versions decide (local file systems keep empty folders after a drop).
             if !version::list_versions(&self.warehouse, &location)
                 .await?
                 .is_empty()
@@ -277,16 +295,16 @@ impl Catalog {
     }
 
     /// Drop a table: its version hint and metadata versions are deleted (oldest first, the
-    /// head last, so an interrupted drop leaves a loadable table), which removes it from
-    /// the catalog. With `purge`, every other object under its prefix (data files,
-    /// manifests) is deleted too; without, they stay for recovery or `vacuum`.
-    /// Returns the number of objects deleted.
+    /// head last, so an interrupted drop leaves a loadable table), then the rest of its
+    /// `metadata/` folder (manifests, manifest lists). With `purge`, its data files are
+    /// deleted too; without, they stay for recovery. Returns the number of objects deleted.
     pub async fn drop_table(&self, ident: &TableIdent, purge: bool) -> Result<usize> {
         let location = self.warehouse.location(&ident.path());
         let versions = version::list_versions(&self.warehouse, &location).await?;
-        let remains_only = versions.is_empty()
-            && purge
-            && version::any_object_under(&self.warehouse, &location).await?;
+        // An interrupted drop (or a drop without purge, followed by one with) leaves objects
+        // but no versions: finishing it is allowed.
+        let remains_only =
+            versions.is_empty() && version::any_object_under(&self.warehouse, &location).await?;
         if versions.is_empty() && !remains_only {
             return Err(floe_table_format::Error::TableNotFound {
                 table: ident.to_string(),
@@ -312,27 +330,30 @@ impl Catalog {
             delete(version::metadata_location(&location, *v)).await?;
             deleted += 1;
         }
-        if purge {
-            let prefix = self.warehouse.object_path(&location)?;
-            let rest: Vec<Path> = store
-                .list(Some(&prefix))
-                .map_ok(|m| m.location)
-                .try_collect()
-                .await
-                .map_err(|source| floe_table_format::Error::List {
-                    location: location.clone(),
-                    source,
-                })?;
-            deleted += rest.len();
-            store
-                .delete_stream(stream::iter(rest.into_iter().map(Ok)).boxed())
-                .try_collect::<Vec<_>>()
-                .await
-                .map_err(|source| floe_table_format::Error::Write {
-                    location: location.clone(),
-                    source,
-                })?;
-        }
+        let rest_of = if purge {
+            location.clone()
+        } else {
+            format!("{location}/metadata")
+        };
+        let prefix = self.warehouse.object_path(&rest_of)?;
+        let rest: Vec<Path> = store
+            .list(Some(&prefix))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(|source| floe_table_format::Error::List {
+                location: rest_of.clone(),
+                source,
+            })?;
+        deleted += rest.len();
+        store
+            .delete_stream(stream::iter(rest.into_iter().map(Ok)).boxed())
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(|source| floe_table_format::Error::Write {
+                location: rest_of.clone(),
+                source,
+            })?;
         Ok(deleted)
     }
 

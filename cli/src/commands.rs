@@ -55,6 +55,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Snapshots { table, json } => snapshots(&catalog, &table, json).await,
         Command::Check { table, json } => check(&catalog, &table, json).await,
         Command::Namespace(cmd) => crate::namespaces::run(&catalog, cmd).await,
+        Command::Bench(crate::BenchCommand::Catalog { steps, repeats }) => {
+            crate::bench::catalog(catalog.warehouse(), &steps, repeats).await
+        }
         Command::Drop { table, purge } => {
             let ident = TableIdent::parse(&table)?;
             let n = catalog.drop_table(&ident, purge).await?;

@@ -4,6 +4,7 @@
 //! print one line saying what failed, then the chain of causes, and exit non-zero.
 #![warn(missing_docs)]
 
+mod bench;
 mod commands;
 mod demo;
 mod namespaces;
@@ -120,6 +121,9 @@ enum Command {
     /// Catalogs other engines read.
     #[command(subcommand)]
     Catalog(CatalogCommand),
+    /// Benchmarks (figures side by side with a baseline; not tests).
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Simulate a fleet of devices writing their own tables, then read them back.
     Demo {
         /// Number of devices (one table each).
@@ -193,6 +197,21 @@ struct NamespaceSetArgs {
     /// Template table property KEY=VALUE (repeatable).
     #[arg(long = "template-property", value_name = "KEY=VALUE")]
     template_properties: Vec<String>,
+}
+
+/// `floe bench …`
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Create up to N device tables in one namespace; time listing them (Floe vs a raw
+    /// LIST) and loading one cold, at each step.
+    Catalog {
+        /// Cumulative table counts at which to measure.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+        steps: Vec<usize>,
+        /// Repeats per figure (the median is printed).
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+    },
 }
 
 /// `floe catalog …`

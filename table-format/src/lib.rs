@@ -38,7 +38,7 @@ pub mod writer;
 pub use commit::RetryPolicy;
 pub use error::{Error, Result};
 pub use ident::{Namespace, TableIdent};
-pub use table::{CommitOptions, CommitReport, Table, TableDefinition, COMMIT_ID_KEY};
+pub use table::{Claim, CommitOptions, CommitReport, Table, TableDefinition, COMMIT_ID_KEY};
 pub use version::Version;
 pub use warehouse::Warehouse;
 pub use writer::DataWriter;

@@ -81,6 +81,20 @@ pub struct CommitReport {
     pub already_committed: bool,
 }
 
+/// What [`Table::claim_next`] achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The version is ours.
+    Won(Version),
+    /// Another writer holds it: reload and re-apply.
+    Lost,
+    /// The put may or may not have landed and the version could not be read back.
+    Unknown {
+        /// The version that was being claimed.
+        version: Version,
+    },
+}
+
 /// A loaded table: its head version and metadata.
 #[derive(Debug, Clone)]
 pub struct Table {
@@ -638,6 +652,93 @@ impl Table {
             debug_assert_eq!(id, snapshot_id);
             self.report(id, state.attempts, false)
         }))
+    }
+
+    /// Claim the next version with metadata built elsewhere (iceberg's `Transaction`
+    /// through Floe's `Catalog` implementation). One create-only put, no retry: on
+    /// [`Claim::Lost`] the caller reloads and re-applies. An unclear answer is settled by
+    /// reading the version back and comparing it byte for byte with what was written.
+    pub async fn claim_next(&mut self, metadata: TableMetadata) -> Result<Claim> {
+        let base = self.version.ok_or_else(|| Error::InvalidArgument {
+            argument: "table".into(),
+            reason: format!(
+                "{} was opened from a metadata file and is read-only",
+                self.name
+            ),
+        })?;
+        if metadata.uuid() != self.metadata.uuid() {
+            return Err(Error::InvalidArgument {
+                argument: "metadata".into(),
+                reason: "the new metadata belongs to another table (uuid differs)".into(),
+            });
+        }
+        let target = base.next();
+        let location = version::metadata_location(&self.location, target);
+        let body = serde_json::to_vec(&metadata).map_err(|e| Error::CorruptMetadata {
+            location: location.clone(),
+            reason: e.to_string(),
+        })?;
+        let path = self.warehouse.object_path(&location)?;
+        let put = self
+            .warehouse
+            .store()
+            .put_opts(
+                &path,
+                body.clone().into(),
+                PutOptions::from(PutMode::Create),
+            )
+            .await;
+        let won = match put {
+            Ok(_) => true,
+            Err(e) => {
+                let clear_loss = matches!(
+                    e,
+                    object_store::Error::AlreadyExists { .. }
+                        | object_store::Error::Precondition { .. }
+                );
+                if !clear_loss && !crate::error::is_transient(&e) {
+                    return Err(Error::Write {
+                        location,
+                        source: e,
+                    });
+                }
+                // "Already exists" may be our own put retried by the store client; a
+                // transport error may hide a put that landed: read back and compare.
+                let mut verdict = None;
+                for attempt in 0..5u32 {
+                    match self.warehouse.store().get(&path).await {
+                        Ok(r) => match r.bytes().await {
+                            Ok(b) => {
+                                verdict = Some(b.as_ref() == body.as_slice());
+                                break;
+                            }
+                            Err(e) => tracing::warn!(error = %e, "read-back failed"),
+                        },
+                        Err(object_store::Error::NotFound { .. }) if clear_loss => {
+                            verdict = Some(false);
+                            break;
+                        }
+                        Err(object_store::Error::NotFound { .. }) => break,
+                        Err(e) => tracing::warn!(error = %e, "read-back failed"),
+                    }
+                    tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+                }
+                match verdict {
+                    Some(w) => w,
+                    None => return Ok(Claim::Unknown { version: target }),
+                }
+            }
+        };
+        if !won {
+            return Ok(Claim::Lost);
+        }
+        self.version = Some(target);
+        self.metadata_location = location;
+        self.metadata = Arc::new(metadata);
+        if let Err(e) = version::write_hint(&self.warehouse, &self.location, target).await {
+            tracing::warn!(error = %e, "could not write the version hint");
+        }
+        Ok(Claim::Won(target))
     }
 
     /// The snapshot holding `commit_id`, if the loaded metadata has one.

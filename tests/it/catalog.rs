@@ -260,3 +260,78 @@ async fn pyiceberg_reads_the_published_sql_catalog() {
         t1.metadata_location()
     );
 }
+
+#[tokio::test]
+async fn iceberg_transactions_and_datafusion_work_through_the_catalog_trait() {
+    use std::sync::Arc;
+
+    use datafusion::prelude::SessionContext;
+    use floe_table_format::iceberg::transaction::{ApplyTransactionAction, Transaction};
+    use floe_table_format::iceberg::Catalog as _;
+    use floe_table_format::DataWriter;
+
+    for (backend, wh) in all_warehouses() {
+        let cat = Catalog::new(wh.clone());
+        let ice = Arc::new(floe_catalog::IcebergCatalog::new(cat.clone()));
+        let ident = TableIdent::parse("fleet.tx").unwrap();
+        let t = cat.create_table(&ident, iot_definition()).await.unwrap();
+        // Two transactions from the same base: the second loses the race, and iceberg's
+        // Transaction reloads and re-applies it through update_table.
+        let mut files = Vec::new();
+        for k in 0..2 {
+            let mut w = DataWriter::new(&t).unwrap();
+            w.write(rows(w.arrow_schema(), &format!("tx{k}"), DAY0_US, 4, 0.0))
+                .await
+                .unwrap();
+            files.push(w.close().await.unwrap());
+        }
+        let base = ice.load_table(&ident.to_iceberg()).await.unwrap();
+        for f in files {
+            let tx = Transaction::new(&base);
+            let tx = tx.fast_append().add_data_files(f).apply(tx).unwrap();
+            tx.commit(ice.as_ref()).await.unwrap();
+        }
+        let loaded = cat.load_table(&ident).await.unwrap();
+        assert_eq!(
+            loaded.version().unwrap().0,
+            3,
+            "{backend}: two claims, gap-free"
+        );
+        assert_eq!(loaded.metadata().snapshots().len(), 2, "{backend}");
+        assert_eq!(scan(&loaded).await.0, 8, "{backend}");
+
+        // DataFusion through iceberg-datafusion's catalog provider, reads and INSERT INTO.
+        let ctx = SessionContext::new();
+        let provider = iceberg_datafusion::IcebergCatalogProvider::try_new(ice.clone())
+            .await
+            .unwrap();
+        ctx.register_catalog("floe", Arc::new(provider));
+        let n = ctx
+            .sql("SELECT count(*) FROM floe.fleet.tx")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let count = n[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .unwrap()
+            .value(0);
+        assert_eq!(count, 8, "{backend}");
+        ctx.sql("INSERT INTO floe.fleet.tx VALUES ('sql', TIMESTAMP '2026-01-05T00:00:00Z', 'power_kw', 1.5)")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let loaded = cat.load_table(&ident).await.unwrap();
+        assert_eq!(loaded.version().unwrap().0, 4, "{backend}");
+        assert_eq!(scan(&loaded).await.0, 9, "{backend}");
+        let r = floe_table_format::check::check_table(&wh, &ident)
+            .await
+            .unwrap();
+        assert!(r.problems.is_empty(), "{backend}: {:?}", r.problems);
+    }
+}
