@@ -239,13 +239,15 @@ impl IcebergCatalogTrait for IcebergCatalog {
 
     async fn register_table(
         &self,
-        _t: &IcebergTableIdent,
-        _metadata_location: String,
+        t: &IcebergTableIdent,
+        metadata_location: String,
     ) -> iceberg::Result<IcebergTable> {
-        Err(iceberg::Error::new(
-            ErrorKind::FeatureUnsupported,
-            "register is not supported yet",
-        ))
+        let table = self
+            .catalog
+            .register_table(&ident(t)?, &metadata_location)
+            .await
+            .map_err(to_iceberg)?;
+        table.iceberg().map_err(table_err)
     }
 
     async fn update_table(&self, mut commit: TableCommit) -> iceberg::Result<IcebergTable> {

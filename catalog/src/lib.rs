@@ -192,6 +192,49 @@ impl Catalog {
         Ok(out)
     }
 
+    /// One page of the tables in `namespace`, in name order: at most `limit` tables whose
+    /// names sort after `after`, and the name to pass as `after` for the next page (None
+    /// on the last page). Only as many folders are examined as the page needs.
+    pub async fn list_tables_page(
+        &self,
+        namespace: &Namespace,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<TableIdent>, Option<String>)> {
+        let relative = namespace.path();
+        let names: Vec<String> = self
+            .children(&relative)
+            .await?
+            .into_iter()
+            .filter(|n| after.is_none_or(|a| n.as_str() > a))
+            .collect();
+        let mut out = Vec::new();
+        let mut last_examined = None;
+        for chunk in names.chunks(LIST_CONCURRENCY) {
+            let kinds: Vec<FolderKind> = stream::iter(chunk)
+                .map(|name| self.kind_of(&relative, name))
+                .buffered(LIST_CONCURRENCY)
+                .try_collect()
+                .await?;
+            for (name, kind) in chunk.iter().zip(kinds) {
+                if out.len() == limit {
+                    return Ok((out, last_examined));
+                }
+                last_examined = Some(name.clone());
+                if kind == FolderKind::Table {
+                    if let Ok(ident) = TableIdent::new(namespace.clone(), name.clone()) {
+                        out.push(ident);
+                    }
+                }
+            }
+        }
+        Ok((out, None))
+    }
+
+    async fn kind_of(&self, parent: &str, name: &str) -> Result<FolderKind> {
+        self.kind(&format!("{parent}/{name}")).await
+    }
+
     /// Create a table.
     pub async fn create_table(
         &self,
@@ -208,6 +251,15 @@ impl Catalog {
         definition: TableDefinition,
     ) -> Result<Table> {
         Ok(Table::create_or_load(&self.warehouse, ident, definition).await?)
+    }
+
+    /// Adopt an existing Iceberg table from its metadata file (see [`Table::register`]).
+    pub async fn register_table(
+        &self,
+        ident: &TableIdent,
+        metadata_location: &str,
+    ) -> Result<Table> {
+        Ok(Table::register(&self.warehouse, ident, metadata_location).await?)
     }
 
     /// Load a table's head.
@@ -403,6 +455,34 @@ mod tests {
             .map(|t| t.to_string())
             .collect();
         assert_eq!(tables, ["fleet.dev_1", "fleet.dev_2"]);
+        // Pages: names after the cursor, at most `limit`, and a cursor while more remain.
+        for i in 3..=7 {
+            cat.create_table(
+                &TableIdent::parse(&format!("fleet.dev_{i}")).unwrap(),
+                def(),
+            )
+            .await
+            .unwrap();
+        }
+        let fleet = Namespace::parse("fleet").unwrap();
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let (page, next) = cat
+                .list_tables_page(&fleet, after.as_deref(), 3)
+                .await
+                .unwrap();
+            assert!(page.len() <= 3);
+            seen.extend(page.iter().map(|t| t.name().to_string()));
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(
+            seen,
+            (1..=7).map(|i| format!("dev_{i}")).collect::<Vec<_>>()
+        );
         assert!(cat
             .list_tables(&Namespace::parse("site_17").unwrap())
             .await

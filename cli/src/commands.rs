@@ -50,7 +50,35 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             append(&catalog, &table, &files, create, &definition, options, json).await
         }
-        Command::Tables { namespace, json } => tables(&catalog, namespace.as_deref(), json).await,
+        Command::Tables {
+            namespace,
+            limit,
+            after,
+            json,
+        } => match (
+            namespace.as_deref(),
+            limit.or(after.as_ref().map(|_| usize::MAX)),
+        ) {
+            (Some(ns), Some(limit)) => {
+                let ns = Namespace::parse(ns)?;
+                let (page, next) = catalog
+                    .list_tables_page(&ns, after.as_deref(), limit)
+                    .await?;
+                let names: Vec<String> = page.iter().map(|t| t.to_string()).collect();
+                if json {
+                    println!("{}", json!({"tables": names, "next": next}));
+                } else {
+                    for n in names {
+                        println!("{n}");
+                    }
+                    if let Some(next) = next {
+                        eprintln!("more: --after {next}");
+                    }
+                }
+                Ok(())
+            }
+            _ => tables(&catalog, namespace.as_deref(), json).await,
+        },
         Command::Describe { table, json } => describe(&catalog, &table, json).await,
         Command::Snapshots { table, json } => snapshots(&catalog, &table, json).await,
         Command::Check { table, json } => check(&catalog, &table, json).await,
@@ -68,6 +96,19 @@ pub async fn run(cli: Cli) -> Result<()> {
                 } else {
                     "; data files kept"
                 }
+            );
+            Ok(())
+        }
+        Command::Register {
+            table,
+            metadata_location,
+        } => {
+            let ident = TableIdent::parse(&table)?;
+            let t = catalog.register_table(&ident, &metadata_location).await?;
+            println!(
+                "registered {ident} from {metadata_location}: {} snapshots, metadata at {}",
+                t.metadata().snapshots().len(),
+                t.metadata_location()
             );
             Ok(())
         }

@@ -76,6 +76,12 @@ enum Command {
     Tables {
         /// Namespace, e.g. fleet or site_17.chargers
         namespace: Option<String>,
+        /// At most this many tables (one page; needs a namespace).
+        #[arg(long, requires = "namespace")]
+        limit: Option<usize>,
+        /// Start after this table name (the `next` of the previous page).
+        #[arg(long, requires = "namespace")]
+        after: Option<String>,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -117,6 +123,14 @@ enum Command {
         /// Delete every object under the table's prefix, not only its metadata versions.
         #[arg(long)]
         purge: bool,
+    },
+    /// Adopt an existing Iceberg table (any engine's) as NAMESPACE.TABLE from its
+    /// metadata file; new files go under the Floe table's folder.
+    Register {
+        /// NAMESPACE.TABLE
+        table: String,
+        /// The table's current metadata file, e.g. file:///…/metadata/00004-….metadata.json
+        metadata_location: String,
     },
     /// Catalogs other engines read.
     #[command(subcommand)]

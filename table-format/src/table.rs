@@ -166,6 +166,97 @@ fn validate_commit_id(id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Refuse to create `ident` unless its folder is free: no versions, no ancestor that is a
+/// table, no other objects (a namespace, a dropped table's remains).
+async fn check_free(warehouse: &Warehouse, ident: &TableIdent, location: &str) -> Result<()> {
+    let location = location.to_string();
+    if version::find_head(warehouse, &location).await?.is_some() {
+        return Err(Error::TableExists {
+            table: ident.to_string(),
+            location,
+        });
+    }
+    // A table never nests inside another table, and never takes over a folder that
+    // holds something else (a namespace, foreign files).
+    let parts = ident.namespace().parts();
+    for depth in 1..=parts.len() {
+        let ancestor = warehouse.location(&parts[..depth].join("/"));
+        if !version::list_versions(warehouse, &ancestor)
+            .await?
+            .is_empty()
+        {
+            return Err(Error::InvalidName {
+                name: ident.to_string(),
+                reason: format!("{} is a table, not a namespace", parts[..depth].join(".")),
+            });
+        }
+    }
+    if version::any_object_under(warehouse, &location).await? {
+        // A concurrent creator may just have claimed v1.
+        if version::find_head(warehouse, &location).await?.is_some() {
+            return Err(Error::TableExists {
+                table: ident.to_string(),
+                location,
+            });
+        }
+        return Err(Error::InvalidName {
+                name: ident.to_string(),
+                reason: format!(
+                    "{location} already holds objects that are not a Floe table: a namespace, or the remains of a dropped table (`floe drop {ident} --purge` removes those)"
+                ),
+            });
+    }
+    Ok(())
+}
+
+/// Claim `v1` create-only with `metadata`, write the hint, and return the table.
+async fn claim_first(
+    warehouse: &Warehouse,
+    ident: &TableIdent,
+    location: String,
+    metadata: TableMetadata,
+) -> Result<Table> {
+    let v1 = Version(1);
+    let metadata_location = version::metadata_location(&location, v1);
+    let body = serde_json::to_vec(&metadata).map_err(|e| Error::CorruptMetadata {
+        location: metadata_location.clone(),
+        reason: e.to_string(),
+    })?;
+    let path = warehouse.object_path(&metadata_location)?;
+    match warehouse
+        .store()
+        .put_opts(&path, body.into(), PutOptions::from(PutMode::Create))
+        .await
+    {
+        Ok(_) => {}
+        Err(object_store::Error::AlreadyExists { .. }) => {
+            return Err(Error::TableExists {
+                table: ident.to_string(),
+                location,
+            })
+        }
+        Err(source) => {
+            return Err(Error::Write {
+                location: metadata_location,
+                source,
+            })
+        }
+    }
+    if let Err(e) = version::write_hint(warehouse, &location, v1).await {
+        tracing::warn!(table = %ident, error = %e, "could not write the version hint");
+    }
+    Ok(Table {
+        warehouse: warehouse.clone(),
+        ident: Some(ident.clone()),
+        name: ident.to_string(),
+        location,
+        version: Some(v1),
+        metadata_location,
+        metadata: Arc::new(metadata),
+        file_io: storage::file_io(warehouse),
+    })
+}
+
 /// Read version `v` of the table at `table_location`, checking it belongs there.
 async fn read_version(
     warehouse: &Warehouse,
@@ -231,42 +322,7 @@ impl Table {
                 reason: "a Floe table keeps all its files under its own prefix".into(),
             });
         }
-        if version::find_head(warehouse, &location).await?.is_some() {
-            return Err(Error::TableExists {
-                table: ident.to_string(),
-                location,
-            });
-        }
-        // A table never nests inside another table, and never takes over a folder that
-        // holds something else (a namespace, foreign files).
-        let parts = ident.namespace().parts();
-        for depth in 1..=parts.len() {
-            let ancestor = warehouse.location(&parts[..depth].join("/"));
-            if !version::list_versions(warehouse, &ancestor)
-                .await?
-                .is_empty()
-            {
-                return Err(Error::InvalidName {
-                    name: ident.to_string(),
-                    reason: format!("{} is a table, not a namespace", parts[..depth].join(".")),
-                });
-            }
-        }
-        if version::any_object_under(warehouse, &location).await? {
-            // A concurrent creator may just have claimed v1.
-            if version::find_head(warehouse, &location).await?.is_some() {
-                return Err(Error::TableExists {
-                    table: ident.to_string(),
-                    location,
-                });
-            }
-            return Err(Error::InvalidName {
-                name: ident.to_string(),
-                reason: format!(
-                    "{location} already holds objects that are not a Floe table: a namespace, or the remains of a dropped table (`floe drop {ident} --purge` removes those)"
-                ),
-            });
-        }
+        check_free(warehouse, ident, &location).await?;
         let mut properties = definition.properties;
         properties
             .entry("write.parquet.compression-codec".into())
@@ -282,45 +338,44 @@ impl Table {
         .and_then(|b| b.build())
         .map_err(|e| Error::iceberg(format!("build first metadata of {ident}"), e))?
         .metadata;
-        let v1 = Version(1);
-        let metadata_location = version::metadata_location(&location, v1);
-        let body = serde_json::to_vec(&metadata).map_err(|e| Error::CorruptMetadata {
-            location: metadata_location.clone(),
-            reason: e.to_string(),
-        })?;
-        let path = warehouse.object_path(&metadata_location)?;
-        match warehouse
-            .store()
-            .put_opts(&path, body.into(), PutOptions::from(PutMode::Create))
-            .await
+        claim_first(warehouse, ident, location, metadata).await
+    }
+
+    /// Adopt an existing Iceberg table (written by any engine) under `ident`: its metadata
+    /// becomes `v1` of a Floe table, keeping its uuid, schema history, snapshots and the
+    /// absolute paths of its files; only `location` moves to the Floe folder, so new files
+    /// land under the Floe prefix. The source must be readable through this warehouse's
+    /// store.
+    pub async fn register(
+        warehouse: &Warehouse,
+        ident: &TableIdent,
+        metadata_location: &str,
+    ) -> Result<Table> {
+        let source = read_metadata(warehouse, metadata_location)
+            .await?
+            .ok_or_else(|| Error::TableNotFound {
+                table: metadata_location.to_string(),
+                location: metadata_location.to_string(),
+            })?;
+        if let Some(key) = source
+            .properties()
+            .keys()
+            .find(|k| FORBIDDEN_PROPERTIES.contains(&k.as_str()))
         {
-            Ok(_) => {}
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                return Err(Error::TableExists {
-                    table: ident.to_string(),
-                    location,
-                })
-            }
-            Err(source) => {
-                return Err(Error::Write {
-                    location: metadata_location,
-                    source,
-                })
-            }
+            return Err(Error::InvalidArgument {
+                argument: format!("property '{key}' of {metadata_location}"),
+                reason: "a Floe table keeps all its new files under its own prefix".into(),
+            });
         }
-        if let Err(e) = version::write_hint(warehouse, &location, v1).await {
-            tracing::warn!(table = %ident, error = %e, "could not write the version hint");
-        }
-        Ok(Table {
-            warehouse: warehouse.clone(),
-            ident: Some(ident.clone()),
-            name: ident.to_string(),
-            location,
-            version: Some(v1),
-            metadata_location,
-            metadata: Arc::new(metadata),
-            file_io: storage::file_io(warehouse),
-        })
+        let location = warehouse.location(&ident.path());
+        check_free(warehouse, ident, &location).await?;
+        let metadata =
+            TableMetadataBuilder::new_from_metadata(source, Some(metadata_location.to_string()))
+                .set_location(location.clone())
+                .build()
+                .map_err(|e| Error::iceberg(format!("adopt {metadata_location}"), e))?
+                .metadata;
+        claim_first(warehouse, ident, location, metadata).await
     }
 
     /// Create the table, or load it if it exists already (two devices creating the same

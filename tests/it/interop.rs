@@ -109,3 +109,45 @@ async fn floe_reads_what_pyiceberg_writes() {
     let mut ro = t.clone();
     assert!(ro.append(vec![], CommitOptions::default()).await.is_err());
 }
+
+#[tokio::test]
+async fn floe_adopts_and_extends_a_pyiceberg_table() {
+    let dir = std::env::temp_dir().join(format!("floe-reg-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let expected = run_python(&[
+        "fixtures/pyiceberg_write.py",
+        dir.join("pyi").to_str().unwrap(),
+    ]);
+    let source = expected["metadata_location"].as_str().unwrap();
+    let wh = Warehouse::open(dir.join("floe").to_str().unwrap()).unwrap();
+    let ident = TableIdent::parse("fleet.adopted").unwrap();
+    let mut t = Table::register(&wh, &ident, source).await.unwrap();
+    assert_eq!(
+        t.metadata().current_snapshot_id(),
+        expected["current_snapshot_id"].as_i64()
+    );
+    assert!(
+        Table::register(&wh, &ident, source).await.is_err(),
+        "registered twice"
+    );
+    append_batch(
+        &mut t,
+        |s| rows(s, "m-9", DAY0_US, 7, 1.0),
+        CommitOptions::default(),
+    )
+    .await
+    .unwrap();
+    let before = expected["row_count"].as_u64().unwrap() as usize;
+    let reloaded = Table::load(&wh, &ident).await.unwrap();
+    assert_eq!(scan(&reloaded).await.0, before + 7);
+    let got = run_python(&["tests/interop/read_table.py", reloaded.metadata_location()]);
+    assert_eq!(got["row_count"], (before + 7) as u64, "{got}");
+    assert_eq!(
+        got["snapshot_count"],
+        expected["snapshot_count"].as_u64().unwrap() + 1
+    );
+    let report = floe_table_format::check::check_table(&wh, &ident)
+        .await
+        .unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
