@@ -216,25 +216,22 @@ impl IcebergCatalogTrait for IcebergCatalog {
     }
 
     async fn table_exists(&self, t: &IcebergTableIdent) -> iceberg::Result<bool> {
-        let id = ident(t)?;
-        let hint = floe_table_format::version::find_head(
-            self.catalog.warehouse(),
-            &self.catalog.warehouse().location(&id.path()),
-        )
-        .await
-        .map_err(table_err)?;
-        Ok(hint.is_some())
+        match self.catalog.load_table(&ident(t)?).await {
+            Ok(_) => Ok(true),
+            Err(Error::Table(floe_table_format::Error::TableNotFound { .. })) => Ok(false),
+            Err(e) => Err(to_iceberg(e)),
+        }
     }
 
     async fn rename_table(
         &self,
-        _src: &IcebergTableIdent,
-        _dest: &IcebergTableIdent,
+        src: &IcebergTableIdent,
+        dest: &IcebergTableIdent,
     ) -> iceberg::Result<()> {
-        Err(iceberg::Error::new(
-            ErrorKind::FeatureUnsupported,
-            "renaming a table on object storage is not atomic and not supported yet",
-        ))
+        self.catalog
+            .rename_table(&ident(src)?, &ident(dest)?)
+            .await
+            .map_err(to_iceberg)
     }
 
     async fn register_table(
@@ -284,6 +281,16 @@ impl Catalog {
     /// Delete an empty namespace's own object (its properties and template). Refused while
     /// it holds tables or namespaces.
     pub async fn drop_namespace(&self, ns: &Namespace) -> crate::Result<()> {
+        if let Some(sql) = self.sql_backend() {
+            if !sql.list_tables(ns)?.is_empty() || !sql.list_namespaces(Some(ns))?.is_empty() {
+                return Err(floe_table_format::Error::InvalidArgument {
+                    argument: format!("namespace {ns}"),
+                    reason: "it is not empty (drop its tables and namespaces first)".into(),
+                }
+                .into());
+            }
+            return sql.drop_namespace(ns);
+        }
         if !self.list_tables(ns).await?.is_empty()
             || !self.list_namespaces(Some(ns)).await?.is_empty()
         {

@@ -21,6 +21,7 @@ pub mod error;
 pub mod iceberg_catalog;
 pub mod namespace;
 pub mod sql;
+pub mod sql_backend;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 use object_store::path::Path;
@@ -50,12 +51,31 @@ enum FolderKind {
 #[derive(Debug, Clone)]
 pub struct Catalog {
     warehouse: Warehouse,
+    /// Set when the Iceberg SQL catalog records which tables exist (see
+    /// [`sql_backend`]); None when the warehouse's folders do.
+    sql: Option<std::sync::Arc<sql_backend::SqlBackend>>,
 }
 
 impl Catalog {
     /// The catalog of `warehouse`.
     pub fn new(warehouse: Warehouse) -> Self {
-        Self { warehouse }
+        Self {
+            warehouse,
+            sql: None,
+        }
+    }
+
+    /// The catalog of a warehouse whose tables are recorded in an Iceberg SQL catalog.
+    pub fn with_sql(warehouse: Warehouse, backend: sql_backend::SqlBackend) -> Self {
+        Self {
+            warehouse,
+            sql: Some(std::sync::Arc::new(backend)),
+        }
+    }
+
+    /// The SQL backend, if this catalog uses one.
+    pub fn sql_backend(&self) -> Option<&std::sync::Arc<sql_backend::SqlBackend>> {
+        self.sql.as_ref()
     }
 
     /// The warehouse.
@@ -153,6 +173,9 @@ impl Catalog {
 
     /// Namespaces directly under `parent` (or at the root).
     pub async fn list_namespaces(&self, parent: Option<&Namespace>) -> Result<Vec<Namespace>> {
+        if let Some(sql) = &self.sql {
+            return sql.list_namespaces(parent);
+        }
         let relative = parent.map(|p| p.path()).unwrap_or_default();
         let mut out = Vec::new();
         for (name, kind) in self.classified_children(&relative).await? {
@@ -181,6 +204,9 @@ impl Catalog {
 
     /// Tables directly in `namespace`, sorted by name.
     pub async fn list_tables(&self, namespace: &Namespace) -> Result<Vec<TableIdent>> {
+        if let Some(sql) = &self.sql {
+            return sql.list_tables(namespace);
+        }
         let mut out = Vec::new();
         for (name, kind) in self.classified_children(&namespace.path()).await? {
             if kind == FolderKind::Table {
@@ -201,6 +227,15 @@ impl Catalog {
         after: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<TableIdent>, Option<String>)> {
+        if let Some(sql) = &self.sql {
+            let all: Vec<TableIdent> = sql
+                .list_tables(namespace)?
+                .into_iter()
+                .filter(|t| after.is_none_or(|a| t.name() > a))
+                .collect();
+            let next = (all.len() > limit).then(|| all[limit - 1].name().to_string());
+            return Ok((all.into_iter().take(limit).collect(), next));
+        }
         let relative = namespace.path();
         let names: Vec<String> = self
             .children(&relative)
@@ -241,6 +276,9 @@ impl Catalog {
         ident: &TableIdent,
         definition: TableDefinition,
     ) -> Result<Table> {
+        if let Some(sql) = &self.sql {
+            return sql.create_table(&self.warehouse, ident, definition).await;
+        }
         Ok(Table::create(&self.warehouse, ident, definition).await?)
     }
 
@@ -250,6 +288,14 @@ impl Catalog {
         ident: &TableIdent,
         definition: TableDefinition,
     ) -> Result<Table> {
+        if let Some(sql) = &self.sql {
+            return match sql.create_table(&self.warehouse, ident, definition).await {
+                Err(Error::Table(floe_table_format::Error::TableExists { .. })) => {
+                    sql.load_table(&self.warehouse, ident).await
+                }
+                other => other,
+            };
+        }
         Ok(Table::create_or_load(&self.warehouse, ident, definition).await?)
     }
 
@@ -259,33 +305,46 @@ impl Catalog {
         ident: &TableIdent,
         metadata_location: &str,
     ) -> Result<Table> {
+        if let Some(sql) = &self.sql {
+            return sql
+                .register_table(&self.warehouse, ident, metadata_location)
+                .await;
+        }
         Ok(Table::register(&self.warehouse, ident, metadata_location).await?)
     }
 
     /// Load a table's head.
     pub async fn load_table(&self, ident: &TableIdent) -> Result<Table> {
+        if let Some(sql) = &self.sql {
+            return sql.load_table(&self.warehouse, ident).await;
+        }
         Ok(Table::load(&self.warehouse, ident).await?)
     }
 
     /// Load a table, or create it from its namespace's table template (a device's first
     /// contact). Two devices doing this at once end up with one table.
     pub async fn load_or_create_from_template(&self, ident: &TableIdent) -> Result<Table> {
-        match Table::load(&self.warehouse, ident).await {
-            Err(floe_table_format::Error::TableNotFound { table, location }) => {
-                let template = namespace::read(&self.warehouse, ident.namespace())
-                    .await?
-                    .and_then(|(_, doc)| doc.template);
+        match self.load_table(ident).await {
+            Err(Error::Table(floe_table_format::Error::TableNotFound { table, location })) => {
+                let template = match self.describe_namespace(ident.namespace()).await {
+                    Ok(doc) => doc.template,
+                    Err(Error::NamespaceNotFound { .. }) => None,
+                    Err(e) => return Err(e),
+                };
                 match template {
                     Some(t) => self.create_or_load_table(ident, t.definition()?).await,
                     None => Err(floe_table_format::Error::TableNotFound { table, location }.into()),
                 }
             }
-            other => Ok(other?),
+            other => other,
         }
     }
 
     /// Whether anything exists under a namespace (tables, sub-namespaces or properties).
     pub async fn namespace_exists(&self, ns: &Namespace) -> Result<bool> {
+        if let Some(sql) = &self.sql {
+            return sql.namespace_exists(ns);
+        }
         Ok(
             version::any_object_under(&self.warehouse, &self.warehouse.location(&ns.path()))
                 .await?,
@@ -294,6 +353,9 @@ impl Catalog {
 
     /// Create a namespace with properties (and optionally a table template).
     pub async fn create_namespace(&self, ns: &Namespace, doc: NamespaceDoc) -> Result<()> {
+        if let Some(sql) = &self.sql {
+            return sql.create_namespace(ns, &doc);
+        }
         self.refuse_table_ancestors(ns).await?;
         if let Some(t) = &doc.template {
             t.validate()?;
@@ -309,6 +371,9 @@ impl Catalog {
 
     /// A namespace's properties and template (empty if it exists only through its tables).
     pub async fn describe_namespace(&self, ns: &Namespace) -> Result<NamespaceDoc> {
+        if let Some(sql) = &self.sql {
+            return sql.describe_namespace(ns);
+        }
         match namespace::read(&self.warehouse, ns).await? {
             Some((_, doc)) => Ok(doc),
             None if self.namespace_exists(ns).await? => Ok(NamespaceDoc::default()),
@@ -324,6 +389,9 @@ impl Catalog {
         ns: &Namespace,
         change: &NamespaceUpdate,
     ) -> Result<NamespaceDoc> {
+        if let Some(sql) = &self.sql {
+            return sql.update_namespace(ns, change);
+        }
         self.refuse_table_ancestors(ns).await?;
         namespace::update(&self.warehouse, ns, change).await
     }
@@ -351,6 +419,35 @@ impl Catalog {
     /// `metadata/` folder (manifests, manifest lists). With `purge`, its data files are
     /// deleted too; without, they stay for recovery. Returns the number of objects deleted.
     pub async fn drop_table(&self, ident: &TableIdent, purge: bool) -> Result<usize> {
+        if let Some(sql) = &self.sql {
+            sql.drop_table(ident)?;
+            if !purge {
+                return Ok(1);
+            }
+            // The row is gone; purge every object under the table's folder.
+            let location = self.warehouse.location(&ident.path());
+            let prefix = self.warehouse.object_path(&location)?;
+            let store = self.warehouse.store();
+            let rest: Vec<Path> = store
+                .list(Some(&prefix))
+                .map_ok(|m| m.location)
+                .try_collect()
+                .await
+                .map_err(|source| floe_table_format::Error::List {
+                    location: location.clone(),
+                    source,
+                })?;
+            let n = rest.len();
+            store
+                .delete_stream(stream::iter(rest.into_iter().map(Ok)).boxed())
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(|source| floe_table_format::Error::Write {
+                    location: location.clone(),
+                    source,
+                })?;
+            return Ok(1 + n);
+        }
         let location = self.warehouse.location(&ident.path());
         let versions = version::list_versions(&self.warehouse, &location).await?;
         // An interrupted drop (or a drop without purge, followed by one with) leaves objects
@@ -407,6 +504,19 @@ impl Catalog {
                 source,
             })?;
         Ok(deleted)
+    }
+
+    /// Rename a table. In the SQL catalog this is one row update; on the warehouse's folders
+    /// a rename is not atomic (every object would move) and is refused.
+    pub async fn rename_table(&self, from: &TableIdent, to: &TableIdent) -> Result<()> {
+        match &self.sql {
+            Some(sql) => sql.rename_table(from, to),
+            None => Err(floe_table_format::Error::InvalidArgument {
+                argument: "rename".into(),
+                reason: "tables in a warehouse catalog cannot be renamed (object stores have no atomic rename); use an SQL catalog (--catalog sqlite:///…) or copy with register".into(),
+            }
+            .into()),
+        }
     }
 
     /// The store, for callers that need raw access (tests, tools).

@@ -16,7 +16,7 @@ use crate::Catalog;
 
 /// The tables of the Iceberg SQL-catalog schema (as pyiceberg 0.12 and the Java JDBC
 /// catalog create them).
-const SCHEMA: &str = "
+pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS iceberg_tables (
     catalog_name VARCHAR(255) NOT NULL,
     table_namespace VARCHAR(255) NOT NULL,

@@ -19,7 +19,19 @@ use crate::{Cli, Command, DefinitionArgs};
 
 pub async fn run(cli: Cli) -> Result<()> {
     let warehouse = Warehouse::open(&cli.warehouse)?;
-    let catalog = Catalog::new(warehouse);
+    let catalog = match cli.catalog.as_deref() {
+        None | Some("") | Some("warehouse") => Catalog::new(warehouse),
+        Some(url) => {
+            let Some(path) = url.strip_prefix("sqlite://") else {
+                bail!("invalid --catalog '{url}': expected sqlite:///path/to/catalog.db");
+            };
+            let backend = floe_catalog::sql_backend::SqlBackend::open(
+                std::path::Path::new(path),
+                &cli.catalog_name,
+            )?;
+            Catalog::with_sql(warehouse, backend)
+        }
+    };
     match cli.command {
         Command::Create {
             table,
@@ -97,6 +109,12 @@ pub async fn run(cli: Cli) -> Result<()> {
                     "; data files kept"
                 }
             );
+            Ok(())
+        }
+        Command::Rename { from, to } => {
+            let (from, to) = (TableIdent::parse(&from)?, TableIdent::parse(&to)?);
+            catalog.rename_table(&from, &to).await?;
+            println!("renamed {from} to {to}");
             Ok(())
         }
         Command::Register {
@@ -478,6 +496,9 @@ async fn snapshots(catalog: &Catalog, name: &str, json: bool) -> Result<()> {
 
 async fn check(catalog: &Catalog, name: &str, json: bool) -> Result<()> {
     let ident = TableIdent::parse(name)?;
+    if catalog.sql_backend().is_some() {
+        bail!("floe check verifies warehouse-catalog tables (vN.metadata.json history); {ident} is recorded in an SQL catalog");
+    }
     let report = floe_table_format::check::check_table(catalog.warehouse(), &ident).await?;
     if json {
         let problems: Vec<_> = report

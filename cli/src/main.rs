@@ -29,6 +29,15 @@ struct Cli {
     )]
     warehouse: String,
 
+    /// Where tables are recorded: the warehouse's folders (default), or an Iceberg SQL
+    /// catalog shared with pyiceberg / JDBC readers and writers: sqlite:///path/catalog.db
+    #[arg(long, global = true, env = "FLOE_CATALOG")]
+    catalog: Option<String>,
+
+    /// The catalog name inside an SQL catalog.
+    #[arg(long, global = true, env = "FLOE_CATALOG_NAME", default_value = "floe")]
+    catalog_name: String,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -131,6 +140,13 @@ enum Command {
         table: String,
         /// The table's current metadata file, e.g. file:///…/metadata/00004-….metadata.json
         metadata_location: String,
+    },
+    /// Rename a table (SQL catalogs only: object stores have no atomic rename).
+    Rename {
+        /// NAMESPACE.TABLE
+        from: String,
+        /// NAMESPACE.TABLE
+        to: String,
     },
     /// Catalogs other engines read.
     #[command(subcommand)]

@@ -138,6 +138,16 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// The catalog that records a table's head (see `pointer`) failed.
+    #[error("catalog {catalog}: {reason}")]
+    Catalog {
+        /// The catalog (e.g. the SQLite file).
+        catalog: String,
+        /// What failed.
+        reason: String,
+        /// Whether the operation may have taken effect / may succeed if retried.
+        retryable: bool,
+    },
     /// An iceberg library step failed.
     #[error("{step}")]
     Iceberg {
@@ -160,6 +170,7 @@ impl Error {
             | Error::Write { source, .. }
             | Error::List { source, .. } => is_transient(source),
             Error::CommitConflict { .. } | Error::CommitUnknown { .. } => true,
+            Error::Catalog { retryable, .. } => *retryable,
             _ => false,
         }
     }

@@ -17,6 +17,7 @@ use tracing::Instrument;
 use crate::commit::{self, AttemptState, Event, GiveUp, Next, PutOutcome, ReadBack, RetryPolicy};
 use crate::error::{Error, Result};
 use crate::ident::TableIdent;
+use crate::pointer::{self, MetadataPointer};
 use crate::storage;
 use crate::version::{self, Version};
 use crate::warehouse::Warehouse;
@@ -106,6 +107,9 @@ pub struct Table {
     metadata_location: String,
     metadata: Arc<TableMetadata>,
     file_io: FileIO,
+    /// Set for tables whose head is recorded by a catalog (see [`crate::pointer`]);
+    /// None for the Hadoop layout.
+    pointer: Option<Arc<dyn MetadataPointer>>,
 }
 
 fn now_ms() -> i64 {
@@ -254,6 +258,7 @@ async fn claim_first(
         metadata_location,
         metadata: Arc::new(metadata),
         file_io: storage::file_io(warehouse),
+        pointer: None,
     })
 }
 
@@ -410,6 +415,7 @@ impl Table {
             metadata_location,
             metadata: Arc::new(metadata),
             file_io: storage::file_io(warehouse),
+            pointer: None,
         })
     }
 
@@ -430,7 +436,166 @@ impl Table {
             metadata_location: metadata_location.to_string(),
             metadata: Arc::new(metadata),
             file_io: storage::file_io(warehouse),
+            pointer: None,
         })
+    }
+
+    /// Load a table whose head is recorded by `pointer` (a catalog such as the SQL catalog).
+    pub async fn load_pointed(
+        warehouse: &Warehouse,
+        ident: &TableIdent,
+        pointer: Arc<dyn MetadataPointer>,
+    ) -> Result<Table> {
+        let location_of_metadata =
+            pointer
+                .current()
+                .await?
+                .ok_or_else(|| Error::TableNotFound {
+                    table: ident.to_string(),
+                    location: "the catalog".into(),
+                })?;
+        let metadata = read_metadata(warehouse, &location_of_metadata)
+            .await?
+            .ok_or_else(|| Error::CorruptMetadata {
+                location: location_of_metadata.clone(),
+                reason: "the catalog points at a metadata file that does not exist".into(),
+            })?;
+        Ok(Table {
+            warehouse: warehouse.clone(),
+            ident: Some(ident.clone()),
+            name: ident.to_string(),
+            location: metadata.location().trim_end_matches('/').to_string(),
+            version: Some(Version(pointer::sequence_of(&location_of_metadata))),
+            metadata_location: location_of_metadata,
+            metadata: Arc::new(metadata),
+            file_io: storage::file_io(warehouse),
+            pointer: Some(pointer),
+        })
+    }
+
+    /// The first metadata of a new table at `location` (for catalogs that create tables
+    /// their own way).
+    pub fn first_metadata(location: &str, definition: TableDefinition) -> Result<TableMetadata> {
+        if let Some(key) = definition
+            .properties
+            .keys()
+            .find(|k| FORBIDDEN_PROPERTIES.contains(&k.as_str()))
+        {
+            return Err(Error::InvalidArgument {
+                argument: format!("property '{key}'"),
+                reason: "a Floe table keeps all its files under its own prefix".into(),
+            });
+        }
+        let mut properties = definition.properties;
+        properties
+            .entry("write.parquet.compression-codec".into())
+            .or_insert_with(|| "zstd".into());
+        Ok(TableMetadataBuilder::new(
+            definition.schema,
+            definition.partition,
+            SortOrder::unsorted_order(),
+            location.to_string(),
+            FormatVersion::V2,
+            properties,
+        )
+        .and_then(|b| b.build())
+        .map_err(|e| Error::iceberg(format!("build first metadata at {location}"), e))?
+        .metadata)
+    }
+
+    /// Write a metadata file at a fresh location (a plain put: the name is unique).
+    pub async fn write_metadata_file(
+        warehouse: &Warehouse,
+        location: &str,
+        metadata: &TableMetadata,
+    ) -> Result<()> {
+        let body = serde_json::to_vec(metadata).map_err(|e| Error::CorruptMetadata {
+            location: location.to_string(),
+            reason: e.to_string(),
+        })?;
+        warehouse
+            .store()
+            .put(&warehouse.object_path(location)?, body.into())
+            .await
+            .map_err(|source| Error::Write {
+                location: location.to_string(),
+                source,
+            })?;
+        Ok(())
+    }
+
+    /// Claim the next version of this table with `metadata` (serialized as `body`) at
+    /// `location`: create-only in the Hadoop layout, or write-then-swap for a pointer table.
+    async fn put_next(
+        &self,
+        location: &str,
+        body: Vec<u8>,
+    ) -> Result<std::result::Result<PutOutcome, object_store::Error>> {
+        let path = self.warehouse.object_path(location)?;
+        match &self.pointer {
+            None => Ok(
+                match self
+                    .warehouse
+                    .store()
+                    .put_opts(&path, body.into(), PutOptions::from(PutMode::Create))
+                    .await
+                {
+                    Ok(_) => Ok(PutOutcome::Won),
+                    Err(object_store::Error::AlreadyExists { .. })
+                    | Err(object_store::Error::Precondition { .. }) => Ok(PutOutcome::Lost),
+                    Err(e) => Err(e),
+                },
+            ),
+            Some(p) => {
+                // The file's name is unique, so writing it decides nothing; the swap does.
+                self.warehouse
+                    .store()
+                    .put(&path, body.into())
+                    .await
+                    .map_err(|source| Error::Write {
+                        location: location.to_string(),
+                        source,
+                    })?;
+                match p.swap(&self.metadata_location, location).await {
+                    Ok(true) => Ok(Ok(PutOutcome::Won)),
+                    Ok(false) => Ok(Ok(PutOutcome::Lost)),
+                    Err(e) if e.is_retryable() => {
+                        tracing::warn!(error = %e, "pointer swap had no clear answer");
+                        Ok(Ok(PutOutcome::Unknown))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Read the claimed version back: is `location` (carrying `commit_id`) the head now?
+    async fn read_back(
+        &self,
+        location: &str,
+        base_location: &str,
+        is_ours: impl Fn(&TableMetadata) -> bool,
+    ) -> ReadBack {
+        match &self.pointer {
+            None => match read_metadata(&self.warehouse, location).await {
+                Ok(Some(m)) if is_ours(&m) => ReadBack::Ours,
+                Ok(Some(_)) => ReadBack::Theirs,
+                Ok(None) => ReadBack::Missing,
+                Err(e) => {
+                    tracing::warn!(error = %e, "read-back failed");
+                    ReadBack::Failed
+                }
+            },
+            Some(p) => match p.current().await {
+                Ok(Some(cur)) if cur == location => ReadBack::Ours,
+                Ok(Some(cur)) if cur == base_location => ReadBack::Missing,
+                Ok(_) => ReadBack::Theirs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "read-back failed");
+                    ReadBack::Failed
+                }
+            },
+        }
     }
 
     async fn load_version(&mut self, v: Version) -> Result<()> {
@@ -453,6 +618,32 @@ impl Table {
 
     /// Reload the head (probing forward from the version we know).
     pub async fn refresh(&mut self) -> Result<()> {
+        if let Some(p) = &self.pointer {
+            let current = p.current().await?.ok_or_else(|| Error::TableNotFound {
+                table: self.name.clone(),
+                location: "the catalog".into(),
+            })?;
+            if current != self.metadata_location {
+                let metadata =
+                    read_metadata(&self.warehouse, &current)
+                        .await?
+                        .ok_or_else(|| Error::CorruptMetadata {
+                            location: current.clone(),
+                            reason: "the catalog points at a metadata file that does not exist"
+                                .into(),
+                        })?;
+                if metadata.uuid() != self.metadata.uuid() {
+                    return Err(Error::CorruptMetadata {
+                        location: current,
+                        reason: "table uuid changed (the table was dropped and recreated)".into(),
+                    });
+                }
+                self.version = Some(Version(pointer::sequence_of(&current)));
+                self.metadata_location = current;
+                self.metadata = Arc::new(metadata);
+            }
+            return Ok(());
+        }
         let head = match self.version {
             Some(v) => version::probe_forward(&self.warehouse, &self.location, v).await?,
             None => return Ok(()),
@@ -606,21 +797,22 @@ impl Table {
                     state.attempts,
                 )
                 .await?;
-            let location = version::metadata_location(&self.location, target);
+            let location = match self.pointer {
+                None => version::metadata_location(&self.location, target),
+                Some(_) => pointer::new_metadata_location(&self.location, target.0),
+            };
+            let base_location = self.metadata_location.clone();
             let body = serde_json::to_vec(&metadata).map_err(|e| Error::CorruptMetadata {
                 location: location.clone(),
                 reason: e.to_string(),
             })?;
-            let path = self.warehouse.object_path(&location)?;
-            let put = self
-                .warehouse
-                .store()
-                .put_opts(&path, body.into(), PutOptions::from(PutMode::Create))
-                .await;
-            let outcome = match put {
-                Ok(_) => PutOutcome::Won,
-                Err(object_store::Error::AlreadyExists { .. })
-                | Err(object_store::Error::Precondition { .. }) => PutOutcome::Lost,
+            let outcome = match self.put_next(&location, body).await? {
+                Ok(o) => {
+                    if o == PutOutcome::Unknown {
+                        *ambiguous_version = Some(target.0);
+                    }
+                    o
+                }
                 Err(e) if crate::error::is_transient(&e) => {
                     tracing::warn!(version = target.0, error = %e, "create-only put had no clear answer");
                     *ambiguous_version = Some(target.0);
@@ -639,25 +831,23 @@ impl Table {
                         self.version = Some(target);
                         self.metadata_location = location.clone();
                         self.metadata = Arc::new(metadata);
-                        if let Err(e) =
-                            version::write_hint(&self.warehouse, &self.location, target).await
-                        {
-                            tracing::warn!(error = %e, "could not write the version hint");
+                        if self.pointer.is_none() {
+                            if let Err(e) =
+                                version::write_hint(&self.warehouse, &self.location, target).await
+                            {
+                                tracing::warn!(error = %e, "could not write the version hint");
+                            }
                         }
                         return Ok(self.report(snapshot_id, state.attempts, false));
                     }
                     Next::Verify(delay) => {
                         tokio::time::sleep(delay).await;
                         state.verifies += 1;
-                        let rb = match read_metadata(&self.warehouse, &location).await {
-                            Ok(Some(m)) if find_commit(&m, commit_id).is_some() => ReadBack::Ours,
-                            Ok(Some(_)) => ReadBack::Theirs,
-                            Ok(None) => ReadBack::Missing,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "read-back failed");
-                                ReadBack::Failed
-                            }
-                        };
+                        let rb = self
+                            .read_back(&location, &base_location, |m| {
+                                find_commit(m, commit_id).is_some()
+                            })
+                            .await;
                         event = Event::ReadBack(rb);
                     }
                     Next::Rebase(delay) => {
@@ -728,6 +918,39 @@ impl Table {
             });
         }
         let target = base.next();
+        if self.pointer.is_some() {
+            let location = pointer::new_metadata_location(&self.location, target.0);
+            let body = serde_json::to_vec(&metadata).map_err(|e| Error::CorruptMetadata {
+                location: location.clone(),
+                reason: e.to_string(),
+            })?;
+            let base_location = self.metadata_location.clone();
+            let mut outcome = match self.put_next(&location, body).await? {
+                Ok(o) => o,
+                Err(source) => return Err(Error::Write { location, source }),
+            };
+            for attempt in 0..5u32 {
+                if outcome != PutOutcome::Unknown {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+                outcome = match self.read_back(&location, &base_location, |_| false).await {
+                    ReadBack::Ours => PutOutcome::Won,
+                    ReadBack::Theirs | ReadBack::Missing => PutOutcome::Lost,
+                    ReadBack::Failed => PutOutcome::Unknown,
+                };
+            }
+            return Ok(match outcome {
+                PutOutcome::Won => {
+                    self.version = Some(target);
+                    self.metadata_location = location;
+                    self.metadata = Arc::new(metadata);
+                    Claim::Won(target)
+                }
+                PutOutcome::Lost => Claim::Lost,
+                PutOutcome::Unknown => Claim::Unknown { version: target },
+            });
+        }
         let location = version::metadata_location(&self.location, target);
         let body = serde_json::to_vec(&metadata).map_err(|e| Error::CorruptMetadata {
             location: location.clone(),

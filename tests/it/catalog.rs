@@ -335,3 +335,138 @@ async fn iceberg_transactions_and_datafusion_work_through_the_catalog_trait() {
         assert!(r.problems.is_empty(), "{backend}: {:?}", r.problems);
     }
 }
+
+#[tokio::test]
+async fn floe_and_pyiceberg_commit_concurrently_through_one_sql_catalog() {
+    use floe_catalog::sql_backend::SqlBackend;
+
+    let (wh, dir) = local_warehouse();
+    let db = dir.join("catalog.db");
+    let cat = Catalog::with_sql(wh.clone(), SqlBackend::open(&db, "shared").unwrap());
+    let ns = Namespace::parse("fleet").unwrap();
+    cat.create_namespace(
+        &ns,
+        NamespaceDoc {
+            template: Some(template()),
+            ..NamespaceDoc::default()
+        },
+    )
+    .await
+    .unwrap();
+    let ident = TableIdent::parse("fleet.shared").unwrap();
+    cat.load_or_create_from_template(&ident).await.unwrap();
+    assert!(
+        cat.create_table(&ident, iot_definition()).await.is_err(),
+        "created twice"
+    );
+
+    let (py_commits, py_rows, floe_commits, floe_rows) = (8usize, 6usize, 4usize, 5usize);
+    let mut writer = std::process::Command::new(python())
+        .args([
+            "tests/interop/sql_writer.py",
+            db.to_str().unwrap(),
+            "shared",
+            "fleet.shared",
+            &py_commits.to_string(),
+            &py_rows.to_string(),
+        ])
+        .current_dir(repo_root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Floe keeps committing for as long as the pyiceberg writer runs (at least
+    // `floe_commits` times), so the two really race on the same row.
+    let mut acked = Vec::new();
+    let mut i = 0i64;
+    while acked.len() < floe_commits || writer.try_wait().unwrap().is_none() {
+        // Paced like a gateway: a faster loop would livelock pyiceberg (its append takes
+        // longer than the gap between Floe's commits, and it never retries faster).
+        assert!(acked.len() < 200, "the pyiceberg writer did not finish");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        i += 1;
+        let mut t = cat.load_table(&ident).await.unwrap();
+        let opts = CommitOptions::default();
+        acked.push(opts.commit_id.clone());
+        append_batch(
+            &mut t,
+            |s| rows(s, "floe", DAY0_US + (i % 30) * DAY_US, floe_rows, 1.0),
+            opts,
+        )
+        .await
+        .unwrap();
+    }
+    let out = writer.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "pyiceberg writer: {}",
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
+
+    let t = cat.load_table(&ident).await.unwrap();
+    let mut snaps: Vec<_> = t.metadata().snapshots().collect();
+    snaps.sort_by_key(|s| s.sequence_number());
+    let order: String = snaps
+        .iter()
+        .map(|s| {
+            if s.summary()
+                .additional_properties
+                .contains_key(floe_table_format::COMMIT_ID_KEY)
+            {
+                'F'
+            } else {
+                'p'
+            }
+        })
+        .collect();
+    eprintln!("commit order (F = Floe, p = pyiceberg): {order}");
+    assert!(
+        order.find('p') < order.rfind('F') && order.find('F') < order.rfind('p'),
+        "the writers did not interleave: {order}"
+    );
+    assert_eq!(t.metadata().snapshots().len(), py_commits + acked.len());
+    let ids = commit_ids(&t);
+    for id in &acked {
+        assert_eq!(
+            ids.iter().filter(|c| *c == id).count(),
+            1,
+            "Floe commit {id}"
+        );
+    }
+    let total = py_commits * py_rows + acked.len() * floe_rows;
+    assert_eq!(scan(&t).await.0, total);
+    let got = std::process::Command::new(python())
+        .args([
+            "tests/interop/read_sql_catalog.py",
+            db.to_str().unwrap(),
+            "shared",
+            "fleet",
+        ])
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    assert_eq!(v["tables"]["fleet.shared"]["rows"], total as u64);
+    assert_eq!(
+        v["tables"]["fleet.shared"]["metadata_location"],
+        t.metadata_location()
+    );
+
+    // Rename is one row update in an SQL catalog.
+    let renamed = TableIdent::parse("fleet.renamed").unwrap();
+    cat.rename_table(&ident, &renamed).await.unwrap();
+    assert_eq!(
+        scan(&cat.load_table(&renamed).await.unwrap()).await.0,
+        total
+    );
+    assert!(cat.load_table(&ident).await.is_err());
+}
