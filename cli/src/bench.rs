@@ -133,3 +133,210 @@ pub async fn catalog(warehouse: &Warehouse, steps: &[usize], repeats: usize) -> 
     }
     Ok(())
 }
+
+/// Counts requests by kind on the way to the real store.
+#[derive(Debug)]
+struct Counting {
+    inner: std::sync::Arc<dyn ObjectStore>,
+    counts: [std::sync::atomic::AtomicU64; 5],
+}
+
+const KINDS: [&str; 5] = ["PUT", "GET", "HEAD", "LIST", "DELETE"];
+
+impl std::fmt::Display for Counting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Counting({})", self.inner)
+    }
+}
+
+impl Counting {
+    fn bump(&self, k: usize) {
+        self.counts[k].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn snapshot(&self) -> [u64; 5] {
+        std::array::from_fn(|i| self.counts[i].load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for Counting {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        self.bump(0);
+        self.inner.put_opts(location, payload, opts).await
+    }
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.bump(0);
+        self.inner.put_multipart_opts(location, opts).await
+    }
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.bump(if options.head { 2 } else { 1 });
+        self.inner.get_opts(location, options).await
+    }
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<
+            'static,
+            object_store::Result<object_store::path::Path>,
+        >,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+        self.bump(4);
+        self.inner.delete_stream(locations)
+    }
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.bump(3);
+        self.inner.list(prefix)
+    }
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.bump(3);
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.bump(0);
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+/// Append `rows`-row commits to one table per mode (maintenance on, off); at each size in
+/// `sizes` print latency percentiles and requests per commit over the latest window.
+pub async fn commits(
+    warehouse: &Warehouse,
+    sizes: &[usize],
+    rows: usize,
+    window: usize,
+) -> Result<()> {
+    ensure!(
+        !sizes.is_empty() && rows > 0 && window > 0,
+        "--sizes, --rows and --window must not be empty/zero"
+    );
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let s = schema::default_iot_schema();
+    let partition = schema::parse_partition_spec(DEFAULT_PARTITION, &s)?;
+    let off: std::collections::HashMap<String, String> = [
+        ("commit.manifest-merge.enabled", "false"),
+        ("floe.history.max-snapshots", "1000000000"),
+        ("history.expire.max-snapshot-age-ms", "1000000000000000"),
+        ("write.metadata.delete-after-commit.enabled", "false"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let mut out = Vec::new();
+    for (mode, properties) in [
+        ("maintenance on", Default::default()),
+        ("maintenance off", off),
+    ] {
+        let counting = std::sync::Arc::new(Counting {
+            inner: warehouse.store().clone(),
+            counts: Default::default(),
+        });
+        let wh = Warehouse::with_store(warehouse.url(), counting.clone())?;
+        let ident = TableIdent::new(
+            Namespace::parse("bench")?,
+            format!(
+                "commits_{}_{stamp}",
+                if mode.ends_with("on") { "on" } else { "off" }
+            ),
+        )?;
+        let definition = TableDefinition {
+            schema: s.clone(),
+            partition: partition.clone(),
+            properties,
+        };
+        let mut table = Table::create(&wh, &ident, definition).await?;
+        eprintln!(
+            "{mode}: {} up to {} commits of {rows} rows …",
+            ident,
+            sizes[sizes.len() - 1]
+        );
+        let mut latencies: Vec<Duration> = Vec::new();
+        let mut counts_at: Vec<[u64; 5]> = Vec::new();
+        let mut done = 0usize;
+        for &size in sizes {
+            while done < size {
+                let before = counting.snapshot();
+                let t0 = Instant::now();
+                let mut writer = floe_table_format::DataWriter::new(&table)?;
+                let batch = crate::demo::sample_batch(writer.arrow_schema(), done as i64, rows)?;
+                writer.write(batch).await?;
+                let files = writer.close().await?;
+                table
+                    .append(files, floe_table_format::CommitOptions::default())
+                    .await?;
+                latencies.push(t0.elapsed());
+                let after = counting.snapshot();
+                counts_at.push(std::array::from_fn(|i| after[i] - before[i]));
+                done += 1;
+            }
+            let w = window.min(size);
+            let mut last: Vec<Duration> = latencies[size - w..size].to_vec();
+            last.sort();
+            let req: [u64; 5] =
+                std::array::from_fn(|i| counts_at[size - w..size].iter().map(|c| c[i]).sum());
+            let total: u64 = req.iter().sum();
+            let per = |n: u64| format!("{:.2}", n as f64 / w as f64);
+            out.push(vec![
+                size.to_string(),
+                mode.to_string(),
+                ms(pct(&last, 0.5)),
+                ms(pct(&last, 0.99)),
+                per(total),
+                KINDS
+                    .iter()
+                    .zip(req)
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(k, n)| format!("{k} {}", per(n)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                table.metadata().snapshots().len().to_string(),
+            ]);
+        }
+    }
+    out.sort_by_key(|r| (r[0].parse::<usize>().unwrap_or(0), r[1].clone()));
+    print!(
+        "{}",
+        output::table(
+            &[
+                "commits",
+                "mode",
+                "p50 ms",
+                "p99 ms",
+                "requests/commit",
+                "by kind",
+                "snapshots kept"
+            ],
+            &out
+        )
+    );
+    println!("(latency: write a {rows}-row data file and commit it, over the last {window} commits at each size)");
+    Ok(())
+}

@@ -98,6 +98,12 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Bench(crate::BenchCommand::Catalog { steps, repeats }) => {
             crate::bench::catalog(catalog.warehouse(), &steps, repeats).await
         }
+        Command::Bench(crate::BenchCommand::Commits {
+            sizes,
+            rows,
+            window,
+            modes,
+        }) => crate::bench::commits(catalog.warehouse(), &sizes, rows, window, &modes).await,
         Command::Drop { table, purge } => {
             let ident = TableIdent::parse(&table)?;
             let n = catalog.drop_table(&ident, purge).await?;

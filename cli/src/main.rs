@@ -242,6 +242,22 @@ enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         repeats: usize,
     },
+    /// Append to one table per mode (automatic maintenance on and off): commit latency
+    /// percentiles and object-store requests per commit at each size.
+    Commits {
+        /// Cumulative commit counts at which to report.
+        #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+        sizes: Vec<usize>,
+        /// Rows per commit.
+        #[arg(long, default_value_t = 1000)]
+        rows: usize,
+        /// Commits per reported window.
+        #[arg(long, default_value_t = 100)]
+        window: usize,
+        /// Which modes to run: on (automatic maintenance), off (none), or both.
+        #[arg(long, value_delimiter = ',', default_value = "on,off")]
+        modes: Vec<String>,
+    },
 }
 
 /// `floe catalog …`

@@ -122,6 +122,12 @@ pub async fn check_table(warehouse: &Warehouse, ident: &TableIdent) -> Result<Ch
             report.problem(&loc, "listed but unreadable (deleted while checking?)");
             continue;
         };
+        if version::is_tombstone(&bytes) {
+            if *v == last {
+                report.problem(&loc, "the head version is a tombstone (expired metadata)");
+            }
+            continue;
+        }
         match serde_json::from_slice::<TableMetadata>(&bytes) {
             Err(e) => report.problem(&loc, format!("not valid Iceberg table metadata: {e}")),
             Ok(m) => {

@@ -28,6 +28,7 @@ pub mod commit;
 pub mod error;
 pub mod ident;
 pub mod ingest;
+pub mod maintenance;
 pub mod pointer;
 pub mod schema;
 pub mod storage;

@@ -17,6 +17,7 @@ use tracing::Instrument;
 use crate::commit::{self, AttemptState, Event, GiveUp, Next, PutOutcome, ReadBack, RetryPolicy};
 use crate::error::{Error, Result};
 use crate::ident::TableIdent;
+use crate::maintenance;
 use crate::pointer::{self, MetadataPointer};
 use crate::storage;
 use crate::version::{self, Version};
@@ -139,6 +140,12 @@ async fn read_metadata(warehouse: &Warehouse, location: &str) -> Result<Option<T
 }
 
 fn parse_metadata(bytes: &[u8], location: &str) -> Result<TableMetadata> {
+    if version::is_tombstone(bytes) {
+        return Err(Error::CorruptMetadata {
+            location: location.to_string(),
+            reason: "an expired version (tombstone left by metadata cleanup); load the table's head instead".into(),
+        });
+    }
     if bytes.len() > 2 && bytes[0] == 0x1f && bytes[1] == 0x8b {
         return Err(Error::CorruptMetadata {
             location: location.to_string(),
@@ -644,10 +651,21 @@ impl Table {
             }
             return Ok(());
         }
-        let head = match self.version {
-            Some(v) => version::probe_forward(&self.warehouse, &self.location, v).await?,
-            None => return Ok(()),
+        let Some(known) = self.version else {
+            return Ok(());
         };
+        // Start from the hint when it is ahead (a writer that fell far behind would
+        // otherwise probe every version in between).
+        let start = match version::read_hint(&self.warehouse, &self.location).await? {
+            Some(h)
+                if h > known
+                    && version::version_exists(&self.warehouse, &self.location, h).await? =>
+            {
+                h
+            }
+            _ => known,
+        };
+        let head = version::probe_forward(&self.warehouse, &self.location, start).await?;
         if Some(head) != self.version {
             self.load_version(head).await?;
         }
@@ -787,7 +805,7 @@ impl Table {
         let manifest = self.write_manifest(files, snapshot_id, &write_id).await?;
         loop {
             let target = self.version.expect("checked in append").next();
-            let metadata = self
+            let (metadata, cleanup) = self
                 .apply_append(
                     files,
                     &manifest,
@@ -838,6 +856,7 @@ impl Table {
                                 tracing::warn!(error = %e, "could not write the version hint");
                             }
                         }
+                        self.clean_up(cleanup).await;
                         return Ok(self.report(snapshot_id, state.attempts, false));
                     }
                     Next::Verify(delay) => {
@@ -1084,8 +1103,9 @@ impl Table {
         options: &CommitOptions,
         write_id: &str,
         attempt: u32,
-    ) -> Result<TableMetadata> {
+    ) -> Result<(TableMetadata, Cleanup)> {
         let base = self.metadata.as_ref();
+        let settings = maintenance::Settings::of(base);
         let parent = base.current_snapshot();
         let sequence_number = base.next_sequence_number();
         let mut manifests = match parent {
@@ -1102,6 +1122,31 @@ impl Table {
                 .collect::<Vec<_>>(),
             None => Vec::new(),
         };
+        // Merge small manifests so the manifest list stays bounded (merge-append).
+        let groups =
+            maintenance::plan_merge(&manifests, base.default_partition_spec_id(), &settings);
+        if !groups.is_empty() {
+            let mut merged = Vec::new();
+            for (k, group) in groups.iter().enumerate() {
+                let sources: Vec<&ManifestFile> = group.iter().map(|i| &manifests[*i]).collect();
+                merged.push(
+                    self.merge_manifests(
+                        &sources,
+                        snapshot_id,
+                        &format!("{write_id}-a{attempt}-m{}", k + 1),
+                    )
+                    .await?,
+                );
+            }
+            let drop: std::collections::HashSet<usize> = groups.iter().flatten().copied().collect();
+            manifests = manifests
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| !drop.contains(i))
+                .map(|(_, m)| m)
+                .chain(merged)
+                .collect();
+        }
         manifests.push(manifest.clone());
         let list_location = format!(
             "{}/metadata/snap-{snapshot_id}-{attempt}-{write_id}.avro",
@@ -1164,12 +1209,170 @@ impl Table {
             .with_schema_id(base.current_schema_id())
             .with_timestamp_ms(now_ms().max(base.last_updated_ms() + 1))
             .build();
-        TableMetadataBuilder::new_from_metadata(base.clone(), Some(self.metadata_location.clone()))
-            .set_branch_snapshot(snapshot, MAIN_BRANCH)
-            .and_then(|b| b.build())
-            .map(|r| r.metadata)
-            .map_err(|e| Error::iceberg(format!("build next metadata of {}", self.name), e))
+        let step = || format!("build next metadata of {}", self.name);
+        let built = TableMetadataBuilder::new_from_metadata(
+            base.clone(),
+            Some(self.metadata_location.clone()),
+        )
+        .set_branch_snapshot(snapshot, MAIN_BRANCH)
+        .and_then(|b| b.build())
+        .map_err(|e| Error::iceberg(step(), e))?;
+        let mut cleanup = Cleanup {
+            enabled: settings.delete_after_commit,
+            metadata_files: built
+                .expired_metadata_logs
+                .iter()
+                .map(|l| l.metadata_file.clone())
+                .collect(),
+            manifest_lists: Vec::new(),
+        };
+        let mut metadata = built.metadata;
+        // Expire snapshots so the metadata JSON stays bounded.
+        let expired = maintenance::snapshots_to_expire(&metadata, &settings, now_ms());
+        if !expired.is_empty() {
+            cleanup.manifest_lists = expired
+                .iter()
+                .filter_map(|id| metadata.snapshot_by_id(*id))
+                .map(|s| s.manifest_list().to_string())
+                .collect();
+            metadata = TableMetadataBuilder::new_from_metadata(metadata, None)
+                .remove_snapshots(&expired)
+                .build()
+                .map_err(|e| Error::iceberg(step(), e))?
+                .metadata;
+        }
+        Ok((metadata, cleanup))
     }
+
+    /// Rewrite several manifests as one whose entries are all `EXISTING` (with their own
+    /// snapshot ids and sequence numbers); deleted entries are dropped.
+    async fn merge_manifests(
+        &self,
+        sources: &[&ManifestFile],
+        snapshot_id: i64,
+        name: &str,
+    ) -> Result<ManifestFile> {
+        let location = format!("{}/metadata/{name}.avro", self.location);
+        let spec = self.metadata.default_partition_spec();
+        let output = self
+            .file_io
+            .new_output(&location)
+            .map_err(|e| Error::iceberg(format!("open manifest {location}"), e))?;
+        let mut writer = ManifestWriterBuilder::new(
+            output,
+            Some(snapshot_id),
+            self.metadata.current_schema().clone(),
+            spec.as_ref().clone(),
+        )
+        .build_v2_data();
+        // Read the sources concurrently (a merge reads up to min-count-to-merge manifests).
+        use futures::{StreamExt, TryStreamExt};
+        let loaded: Vec<(&ManifestFile, iceberg::spec::Manifest)> =
+            futures::stream::iter(sources.iter().copied())
+                .map(|source| async move {
+                    source
+                        .load_manifest(&self.file_io)
+                        .await
+                        .map(|m| (source, m))
+                        .map_err(|e| {
+                            Error::iceberg(
+                                format!("read manifest {} to merge it", source.manifest_path),
+                                e,
+                            )
+                        })
+                })
+                .buffered(16)
+                .try_collect()
+                .await?;
+        for (source, manifest) in loaded {
+            for entry in manifest.entries() {
+                if !maintenance::keep_entry(entry.status()) {
+                    continue;
+                }
+                let (Some(snap), Some(seq)) = (entry.snapshot_id(), entry.sequence_number()) else {
+                    return Err(Error::CorruptMetadata {
+                        location: source.manifest_path.clone(),
+                        reason: "an entry has no snapshot id or sequence number".into(),
+                    });
+                };
+                writer
+                    .add_existing_file(
+                        entry.data_file().clone(),
+                        snap,
+                        seq,
+                        entry.file_sequence_number,
+                    )
+                    .map_err(|e| Error::iceberg(format!("merge into {location}"), e))?;
+            }
+        }
+        writer
+            .write_manifest_file()
+            .await
+            .map_err(|e| Error::iceberg(format!("write merged manifest {location}"), e))
+    }
+
+    /// After a win: tombstone expired metadata versions and delete expired snapshots'
+    /// manifest lists (best effort: a failure leaves garbage, never a broken table).
+    async fn clean_up(&self, cleanup: Cleanup) {
+        let own = format!("{}/metadata/", self.location);
+        // Expired metadata versions, when `write.metadata.delete-after-commit.enabled`.
+        let expired_versions = if cleanup.enabled {
+            cleanup.metadata_files
+        } else {
+            Vec::new()
+        };
+        for location in expired_versions {
+            let Some(name) = location.strip_prefix(&own) else {
+                continue;
+            };
+            if let Some(v) = version::parse_metadata_file_name(name) {
+                // Never delete a version: a stale writer could claim the freed name and fork
+                // the history. A tiny tombstone keeps the name taken.
+                let body = format!("{{\"floe-tombstone\": true, \"expired-version\": {}}}", v.0);
+                let result = match self.warehouse.object_path(&location) {
+                    Ok(path) => self
+                        .warehouse
+                        .store()
+                        .put(&path, body.into_bytes().into())
+                        .await
+                        .map(|_| ()),
+                    Err(_) => continue,
+                };
+                if let Err(e) = result {
+                    tracing::warn!(object = %location, error = %e, "could not tombstone an expired version");
+                }
+            }
+        }
+        // Expired snapshots' manifest lists: one batched delete (a bulk request on S3).
+        let keys: Vec<_> = cleanup
+            .manifest_lists
+            .iter()
+            .filter(|l| l.starts_with(&own))
+            .filter_map(|l| self.warehouse.object_path(l).ok())
+            .collect();
+        if !keys.is_empty() {
+            use futures::StreamExt;
+            let results: Vec<_> = self
+                .warehouse
+                .store()
+                .delete_stream(futures::stream::iter(keys.into_iter().map(Ok)).boxed())
+                .collect()
+                .await;
+            for e in results.into_iter().filter_map(|r| r.err()) {
+                if !matches!(e, object_store::Error::NotFound { .. }) {
+                    tracing::warn!(error = %e, "could not delete an expired manifest list");
+                }
+            }
+        }
+    }
+}
+
+/// What a commit made unreachable, removed once it has won.
+#[derive(Debug, Default)]
+struct Cleanup {
+    enabled: bool,
+    metadata_files: Vec<String>,
+    manifest_lists: Vec<String>,
 }
 
 /// How long [`Table::append`] may take at most, for documentation and CLI defaults.

@@ -75,6 +75,23 @@ async fn exists(store: &dyn ObjectStore, path: &Path, location: &str) -> Result<
     }
 }
 
+/// Whether version `v` of the table exists (a HEAD).
+pub async fn version_exists(
+    warehouse: &Warehouse,
+    table_location: &str,
+    v: Version,
+) -> Result<bool> {
+    let loc = metadata_location(table_location, v);
+    let path = warehouse.object_path(&loc)?;
+    exists(warehouse.store().as_ref(), &path, &loc).await
+}
+
+/// Whether a metadata object is a tombstone left by metadata cleanup (an expired version
+/// whose name stays taken so no stale writer can claim it again).
+pub fn is_tombstone(bytes: &[u8]) -> bool {
+    bytes.len() < 256 && bytes.windows(14).any(|w| w == b"floe-tombstone")
+}
+
 /// The hint's version, if the hint exists and holds a number.
 pub async fn read_hint(warehouse: &Warehouse, table_location: &str) -> Result<Option<Version>> {
     let location = hint_location(table_location);

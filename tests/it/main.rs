@@ -9,6 +9,7 @@ mod faults;
 mod hostile;
 mod interleavings;
 mod interop;
+mod maintenance;
 mod race;
 mod roundtrip;
 mod support;

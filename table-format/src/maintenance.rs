@@ -1,0 +1,238 @@
+//! Keeping per-commit cost flat: manifest merging and snapshot expiry on the commit path,
+//! and deletion of what a commit made unreachable (old metadata versions, expired
+//! snapshots' manifest lists), all driven by the standard Iceberg table properties.
+//!
+//! | property | default here |
+//! |---|---|
+//! | `commit.manifest-merge.enabled` | true |
+//! | `commit.manifest.min-count-to-merge` | 100 |
+//! | `commit.manifest.target-size-bytes` | 8 MiB |
+//! | `history.expire.max-snapshot-age-ms` | 5 days (Iceberg's default) |
+//! | `history.expire.min-snapshots-to-keep` | 1 (Iceberg's default) |
+//! | `floe.history.max-snapshots` | 200 (a cap, so the metadata JSON stays small however fast a device commits) |
+//! | `write.metadata.delete-after-commit.enabled` | false (Iceberg's default; when true, expired versions are tombstoned after the commit, one PUT each) |
+//! | `write.metadata.previous-versions-max` | 100 |
+//!
+//! Data files are never deleted here: an append-only table's later snapshots still list
+//! every file, and merged manifests list the same files. Manifests replaced by a merge stay
+//! referenced by older snapshots; once those expire they are orphans for `floe vacuum`.
+
+use std::collections::HashMap;
+
+use iceberg::spec::{ManifestContentType, ManifestFile, ManifestStatus, TableMetadata};
+
+/// Maintenance settings read from a table's properties.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Merge small manifests when there are this many or more.
+    pub merge_enabled: bool,
+    /// See `commit.manifest.min-count-to-merge`.
+    pub min_count_to_merge: usize,
+    /// See `commit.manifest.target-size-bytes`.
+    pub target_manifest_bytes: i64,
+    /// See `history.expire.max-snapshot-age-ms`.
+    pub max_snapshot_age_ms: i64,
+    /// See `history.expire.min-snapshots-to-keep`.
+    pub min_snapshots_to_keep: usize,
+    /// See `floe.history.max-snapshots`.
+    pub max_snapshots: usize,
+    /// See `write.metadata.delete-after-commit.enabled`.
+    pub delete_after_commit: bool,
+}
+
+fn prop<T: std::str::FromStr>(props: &HashMap<String, String>, key: &str, default: T) -> T {
+    props
+        .get(key)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+impl Settings {
+    /// Read the settings of a table.
+    pub fn of(metadata: &TableMetadata) -> Self {
+        let p = metadata.properties();
+        Self {
+            merge_enabled: prop(p, "commit.manifest-merge.enabled", true),
+            min_count_to_merge: prop(p, "commit.manifest.min-count-to-merge", 100usize).max(2),
+            target_manifest_bytes: prop(p, "commit.manifest.target-size-bytes", 8i64 << 20),
+            max_snapshot_age_ms: prop(
+                p,
+                "history.expire.max-snapshot-age-ms",
+                5 * 24 * 3_600_000i64,
+            ),
+            min_snapshots_to_keep: prop(p, "history.expire.min-snapshots-to-keep", 1usize).max(1),
+            max_snapshots: prop(p, "floe.history.max-snapshots", 200usize).max(1),
+            delete_after_commit: prop(p, "write.metadata.delete-after-commit.enabled", false),
+        }
+    }
+}
+
+/// Which existing manifests to merge, as groups of indexes into `manifests` (each group
+/// becomes one manifest). Only data manifests of `spec_id` smaller than the target size are
+/// candidates, packed greedily up to the target; nothing is merged until the candidates
+/// reach `min_count_to_merge`.
+pub fn plan_merge(manifests: &[ManifestFile], spec_id: i32, s: &Settings) -> Vec<Vec<usize>> {
+    if !s.merge_enabled {
+        return Vec::new();
+    }
+    let candidates: Vec<usize> = manifests
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| {
+            m.content == ManifestContentType::Data
+                && m.partition_spec_id == spec_id
+                && m.manifest_length < s.target_manifest_bytes
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if candidates.len() < s.min_count_to_merge {
+        return Vec::new();
+    }
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    let mut size = 0i64;
+    for i in candidates {
+        let len = manifests[i].manifest_length;
+        if !current.is_empty() && size + len > s.target_manifest_bytes {
+            groups.push(std::mem::take(&mut current));
+            size = 0;
+        }
+        current.push(i);
+        size += len;
+    }
+    groups.push(current);
+    groups.retain(|g| g.len() > 1);
+    groups
+}
+
+/// Whether a manifest entry survives a merge (deleted entries are history: they belong to
+/// the snapshot that deleted them, not to later manifests).
+pub fn keep_entry(status: ManifestStatus) -> bool {
+    status != ManifestStatus::Deleted
+}
+
+/// Snapshots to expire from `metadata` (which already holds the new snapshot): those older
+/// than the maximum age, or beyond the newest `max_snapshots`, but never the newest
+/// `min_snapshots_to_keep`, the current snapshot, or one a branch or tag points at.
+///
+/// The count cap has 10% slack: nothing is expired until the table holds more than
+/// `max_snapshots` + 10%, then it goes back to `max_snapshots` at once, so the manifest
+/// lists to delete go out in one batch every so often rather than one per commit.
+pub fn snapshots_to_expire(metadata: &TableMetadata, s: &Settings, now_ms: i64) -> Vec<i64> {
+    let slack = (s.max_snapshots / 10).max(1);
+    let over_cap = metadata.snapshots().len() > s.max_snapshots + slack;
+    let oldest_too_old = metadata
+        .snapshots()
+        .map(|snap| snap.timestamp_ms())
+        .min()
+        .is_some_and(|t| now_ms - t > s.max_snapshot_age_ms + s.max_snapshot_age_ms / 10);
+    if !over_cap && !oldest_too_old {
+        return Vec::new();
+    }
+    let mut snaps: Vec<_> = metadata.snapshots().collect();
+    snaps.sort_by_key(|snap| std::cmp::Reverse((snap.timestamp_ms(), snap.sequence_number())));
+    let protected: Vec<i64> = referenced_snapshots(metadata)
+        .into_iter()
+        .chain(metadata.current_snapshot_id())
+        .collect();
+    snaps
+        .iter()
+        .enumerate()
+        .filter(|(rank, snap)| {
+            *rank >= s.min_snapshots_to_keep
+                && (*rank >= s.max_snapshots
+                    || now_ms - snap.timestamp_ms() > s.max_snapshot_age_ms)
+                && !protected.contains(&snap.snapshot_id())
+        })
+        .map(|(_, snap)| snap.snapshot_id())
+        .collect()
+}
+
+/// Snapshot ids that branches and tags point at. iceberg 0.10 has no public accessor for
+/// `refs`, so they are read from the metadata's JSON form.
+pub fn referenced_snapshots(metadata: &TableMetadata) -> Vec<i64> {
+    serde_json::to_value(metadata)
+        .ok()
+        .and_then(|v| v.get("refs").cloned())
+        .and_then(|refs| refs.as_object().cloned())
+        .map(|refs| {
+            refs.values()
+                .filter_map(|r| r.get("snapshot-id").and_then(|id| id.as_i64()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(len: i64, content: ManifestContentType, spec: i32) -> ManifestFile {
+        ManifestFile {
+            manifest_path: format!("m{len}"),
+            manifest_length: len,
+            partition_spec_id: spec,
+            content,
+            sequence_number: 1,
+            min_sequence_number: 1,
+            added_snapshot_id: 1,
+            added_files_count: Some(1),
+            existing_files_count: Some(0),
+            deleted_files_count: Some(0),
+            added_rows_count: Some(1),
+            existing_rows_count: Some(0),
+            deleted_rows_count: Some(0),
+            partitions: None,
+            key_metadata: None,
+            first_row_id: None,
+        }
+    }
+
+    fn settings(min: usize, target: i64) -> Settings {
+        Settings {
+            merge_enabled: true,
+            min_count_to_merge: min,
+            target_manifest_bytes: target,
+            max_snapshot_age_ms: i64::MAX,
+            min_snapshots_to_keep: 1,
+            max_snapshots: usize::MAX,
+            delete_after_commit: true,
+        }
+    }
+
+    #[test]
+    fn merges_small_data_manifests_of_the_spec_once_enough_accumulate() {
+        let ms: Vec<_> = (0..5)
+            .map(|_| manifest(10, ManifestContentType::Data, 0))
+            .collect();
+        assert!(
+            plan_merge(&ms, 0, &settings(6, 100)).is_empty(),
+            "below the count"
+        );
+        assert_eq!(
+            plan_merge(&ms, 0, &settings(5, 100)),
+            vec![vec![0, 1, 2, 3, 4]]
+        );
+        // Packed up to the target size; a lone leftover is not rewritten.
+        assert_eq!(
+            plan_merge(&ms, 0, &settings(2, 20)),
+            vec![vec![0, 1], vec![2, 3]]
+        );
+        // Big manifests, delete manifests and other specs are left alone.
+        let mut mixed = ms.clone();
+        mixed.push(manifest(500, ManifestContentType::Data, 0));
+        mixed.push(manifest(10, ManifestContentType::Deletes, 0));
+        mixed.push(manifest(10, ManifestContentType::Data, 1));
+        assert_eq!(
+            plan_merge(&mixed, 0, &settings(5, 100)),
+            vec![vec![0, 1, 2, 3, 4]]
+        );
+        let off = Settings {
+            merge_enabled: false,
+            ..settings(2, 100)
+        };
+        assert!(plan_merge(&ms, 0, &off).is_empty());
+        assert!(!keep_entry(ManifestStatus::Deleted));
+        assert!(keep_entry(ManifestStatus::Existing) && keep_entry(ManifestStatus::Added));
+    }
+}
