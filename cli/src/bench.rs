@@ -231,7 +231,14 @@ pub async fn commits(
     sizes: &[usize],
     rows: usize,
     window: usize,
+    modes: &[String],
 ) -> Result<()> {
+    for m in modes {
+        ensure!(
+            m == "on" || m == "off",
+            "--modes takes on and/or off, not '{m}'"
+        );
+    }
     ensure!(
         !sizes.is_empty() && rows > 0 && window > 0,
         "--sizes, --rows and --window must not be empty/zero"
@@ -251,10 +258,14 @@ pub async fn commits(
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     let mut out = Vec::new();
-    for (mode, properties) in [
+    let runs: [(&str, std::collections::HashMap<String, String>); 2] = [
         ("maintenance on", Default::default()),
         ("maintenance off", off),
-    ] {
+    ];
+    for (mode, properties) in runs
+        .into_iter()
+        .filter(|(m, _)| modes.iter().any(|x| m.ends_with(x.as_str())))
+    {
         let counting = std::sync::Arc::new(Counting {
             inner: warehouse.store().clone(),
             counts: Default::default(),

@@ -1266,24 +1266,25 @@ impl Table {
         )
         .build_v2_data();
         // Read the sources concurrently (a merge reads up to min-count-to-merge manifests).
+        // Owned clones keep the future `Send` for callers that spawn appends.
         use futures::{StreamExt, TryStreamExt};
-        let loaded: Vec<(&ManifestFile, iceberg::spec::Manifest)> =
-            futures::stream::iter(sources.iter().copied())
-                .map(|source| async move {
-                    source
-                        .load_manifest(&self.file_io)
-                        .await
-                        .map(|m| (source, m))
-                        .map_err(|e| {
-                            Error::iceberg(
-                                format!("read manifest {} to merge it", source.manifest_path),
-                                e,
-                            )
-                        })
-                })
-                .buffered(16)
-                .try_collect()
-                .await?;
+        let owned: Vec<ManifestFile> = sources.iter().map(|m| (*m).clone()).collect();
+        let loaded: Vec<(ManifestFile, iceberg::spec::Manifest)> = futures::stream::iter(owned)
+            .map(|source| {
+                let file_io = self.file_io.clone();
+                async move {
+                    match source.load_manifest(&file_io).await {
+                        Ok(m) => Ok((source, m)),
+                        Err(e) => Err(Error::iceberg(
+                            format!("read manifest {} to merge it", source.manifest_path),
+                            e,
+                        )),
+                    }
+                }
+            })
+            .buffered(16)
+            .try_collect()
+            .await?;
         for (source, manifest) in loaded {
             for entry in manifest.entries() {
                 if !maintenance::keep_entry(entry.status()) {
