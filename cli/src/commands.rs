@@ -117,6 +117,43 @@ pub async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Expire {
+            table,
+            older_than,
+            retain_last,
+        } => {
+            let ident = TableIdent::parse(&table)?;
+            let age = floe_table_format::vacuum::parse_duration(&older_than)?;
+            let mut t = catalog.load_table(&ident).await?;
+            let r = floe_table_format::vacuum::expire(&mut t, age, retain_last).await?;
+            println!(
+                "{ident}: expired {} snapshot(s), {} remain",
+                r.expired.len(),
+                r.remaining
+            );
+            Ok(())
+        }
+        Command::Vacuum {
+            table,
+            older_than,
+            dry_run,
+        } => {
+            let ident = TableIdent::parse(&table)?;
+            let grace = floe_table_format::vacuum::parse_duration(&older_than)?;
+            let mut t = catalog.load_table(&ident).await?;
+            let r = floe_table_format::vacuum::vacuum(&mut t, grace, dry_run).await?;
+            for o in &r.orphans {
+                println!("{o}");
+            }
+            eprintln!(
+                "{ident}: {} unreferenced object(s) {}; {} younger than {older_than} kept; {} referenced",
+                r.orphans.len(),
+                if dry_run { "would be deleted (dry run)" } else { "deleted" },
+                r.young,
+                r.referenced
+            );
+            Ok(())
+        }
         Command::Rename { from, to } => {
             let (from, to) = (TableIdent::parse(&from)?, TableIdent::parse(&to)?);
             catalog.rename_table(&from, &to).await?;

@@ -122,6 +122,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Expire old snapshots (a metadata-only commit) and delete their manifest lists.
+    Expire {
+        /// NAMESPACE.TABLE
+        table: String,
+        /// Expire snapshots older than this (30s, 15m, 1h, 7d).
+        #[arg(long, value_name = "DURATION")]
+        older_than: String,
+        /// Always keep this many newest snapshots.
+        #[arg(long, default_value_t = 1)]
+        retain_last: usize,
+    },
+    /// Delete objects under a table that no live snapshot references and that are older
+    /// than the grace period (crash leftovers, replaced manifests).
+    Vacuum {
+        /// NAMESPACE.TABLE
+        table: String,
+        /// Grace period protecting commits in flight (30s, 15m, 1h, 7d).
+        #[arg(long, value_name = "DURATION", default_value = "1h")]
+        older_than: String,
+        /// List what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Namespaces: create, list, describe, set properties and the table template.
     #[command(subcommand)]
     Namespace(NamespaceCommand),

@@ -33,6 +33,7 @@ pub mod pointer;
 pub mod schema;
 pub mod storage;
 pub mod table;
+pub mod vacuum;
 pub mod version;
 pub mod warehouse;
 pub mod writer;

@@ -156,3 +156,69 @@ async fn pyiceberg_reads_merged_and_expired_tables() {
     // Commits every 6 h: i = 12..=16 start on or after Jan 4, 5 rows each.
     assert_eq!(got["rows_filtered"], 25);
 }
+
+#[tokio::test]
+async fn expire_and_vacuum_remove_only_what_nothing_references() {
+    use floe_table_format::vacuum::{expire, vacuum};
+    use floe_table_format::DataWriter;
+    use std::time::Duration;
+
+    for (backend, wh) in all_warehouses() {
+        let ident = TableIdent::parse("fleet.v").unwrap();
+        let mut t = Table::create(&wh, &ident, iot_definition()).await.unwrap();
+        for i in 0..6 {
+            append_batch(
+                &mut t,
+                |s| rows(s, "d", DAY0_US + i * DAY_US, 3, 1.0),
+                CommitOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        // A crash's leftover: data written, never committed.
+        let mut w = DataWriter::new(&t).unwrap();
+        w.write(rows(w.arrow_schema(), "lost", DAY0_US, 2, 0.0))
+            .await
+            .unwrap();
+        let orphan = w.close().await.unwrap()[0].file_path().to_string();
+
+        // With a long grace period nothing is deleted (it could be a commit in flight).
+        let r = vacuum(&mut t, Duration::from_secs(3600), false)
+            .await
+            .unwrap();
+        assert!(r.orphans.is_empty() && r.young >= 1, "{backend}: {r:?}");
+        // A dry run lists without deleting.
+        let r = vacuum(&mut t, Duration::ZERO, true).await.unwrap();
+        assert!(r.orphans.contains(&orphan), "{backend}: {r:?}");
+        assert!(wh
+            .store()
+            .head(&wh.object_path(&orphan).unwrap())
+            .await
+            .is_ok());
+
+        // Expire all but the newest 2 snapshots, then vacuum: the expired snapshots'
+        // lists go; data files stay (later snapshots still list them); rows are exact.
+        let e = expire(&mut t, Duration::ZERO, 2).await.unwrap();
+        assert_eq!((e.expired.len(), e.remaining), (4, 2), "{backend}");
+        let r = vacuum(&mut t, Duration::ZERO, false).await.unwrap();
+        assert!(r.orphans.contains(&orphan), "{backend}: {r:?}");
+        assert!(
+            wh.store()
+                .head(&wh.object_path(&orphan).unwrap())
+                .await
+                .is_err(),
+            "{backend}"
+        );
+        let head = Table::load(&wh, &ident).await.unwrap();
+        assert_eq!(head.metadata().snapshots().len(), 2);
+        assert_eq!(scan(&head).await.0, 18, "{backend}");
+        let c = check_table(&wh, &ident).await.unwrap();
+        assert!(c.problems.is_empty(), "{backend}: {:?}", c.problems);
+        // A second vacuum finds nothing.
+        assert!(vacuum(&mut t, Duration::ZERO, false)
+            .await
+            .unwrap()
+            .orphans
+            .is_empty());
+    }
+}

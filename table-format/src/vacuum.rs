@@ -1,0 +1,292 @@
+//! `floe expire` and `floe vacuum`: explicit maintenance beside what commits do on their own.
+//!
+//! - **expire** removes snapshots older than a cutoff (keeping the newest N, the current
+//!   one and any a branch or tag points at) in a metadata-only commit, then deletes their
+//!   manifest lists.
+//! - **vacuum** deletes objects under a table's prefix that no live snapshot references and
+//!   that are older than a grace period: a crash's leftovers, manifests a merge replaced,
+//!   files of expired snapshots. Metadata versions (`*.metadata.json`) and the hint are
+//!   never deleted here (see `maintenance` on tombstones), and the grace period protects the
+//!   files of commits in flight, which are young and not yet referenced.
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+use iceberg::spec::TableMetadataBuilder;
+
+use crate::error::{Error, Result};
+use crate::table::{Claim, Table};
+
+/// Most attempts at an expire commit before giving up.
+const MAX_ATTEMPTS: u32 = 20;
+
+/// Parse a duration such as `30s`, `15m`, `1h`, `7d` (also `500ms`).
+pub fn parse_duration(text: &str) -> Result<Duration> {
+    let t = text.trim();
+    let invalid = || Error::InvalidArgument {
+        argument: format!("duration '{text}'"),
+        reason: "expected a number and a unit: 500ms, 30s, 15m, 1h, 7d".into(),
+    };
+    let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(invalid)?;
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().map_err(|_| invalid())?;
+    let secs = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(invalid()),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// What an expire did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExpireReport {
+    /// Snapshots removed.
+    pub expired: Vec<i64>,
+    /// Snapshots left.
+    pub remaining: usize,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Expire snapshots older than `older_than`, keeping at least the newest `retain_last`.
+pub async fn expire(
+    table: &mut Table,
+    older_than: Duration,
+    retain_last: usize,
+) -> Result<ExpireReport> {
+    let cutoff = now_ms() - older_than.as_millis() as i64;
+    for _ in 0..MAX_ATTEMPTS {
+        table.refresh().await?;
+        let metadata = table.metadata().as_ref().clone();
+        let mut snaps: Vec<_> = metadata.snapshots().cloned().collect();
+        snaps.sort_by_key(|s| std::cmp::Reverse((s.timestamp_ms(), s.sequence_number())));
+        let protected: Vec<i64> = crate::maintenance::referenced_snapshots(&metadata)
+            .into_iter()
+            .chain(metadata.current_snapshot_id())
+            .collect();
+        let expired: Vec<i64> = snaps
+            .iter()
+            .enumerate()
+            .filter(|(rank, s)| {
+                *rank >= retain_last.max(1)
+                    && s.timestamp_ms() < cutoff
+                    && !protected.contains(&s.snapshot_id())
+            })
+            .map(|(_, s)| s.snapshot_id())
+            .collect();
+        if expired.is_empty() {
+            return Ok(ExpireReport {
+                expired,
+                remaining: snaps.len(),
+            });
+        }
+        let lists: Vec<String> = snaps
+            .iter()
+            .filter(|s| expired.contains(&s.snapshot_id()))
+            .map(|s| s.manifest_list().to_string())
+            .collect();
+        let next = TableMetadataBuilder::new_from_metadata(
+            metadata,
+            Some(table.metadata_location().to_string()),
+        )
+        .remove_snapshots(&expired)
+        .build()
+        .map_err(|e| Error::iceberg(format!("expire snapshots of {}", table.name()), e))?
+        .metadata;
+        match table.claim_next(next).await? {
+            Claim::Won(_) => {
+                delete_all(table, lists).await;
+                return Ok(ExpireReport {
+                    remaining: table.metadata().snapshots().len(),
+                    expired,
+                });
+            }
+            Claim::Lost => continue,
+            Claim::Unknown { version } => {
+                return Err(Error::CommitUnknown {
+                    table: table.name().to_string(),
+                    commit_id: "expire".into(),
+                    version: version.0,
+                })
+            }
+        }
+    }
+    Err(Error::CommitConflict {
+        table: table.name().to_string(),
+        attempts: MAX_ATTEMPTS,
+        elapsed: Duration::ZERO,
+    })
+}
+
+/// Delete objects (best effort: what fails stays for the next vacuum).
+async fn delete_all(table: &Table, locations: Vec<String>) -> usize {
+    let wh = table.warehouse();
+    let keys: Vec<_> = locations
+        .iter()
+        .filter_map(|l| wh.object_path(l).ok())
+        .collect();
+    let n = keys.len();
+    let results: Vec<_> = wh
+        .store()
+        .delete_stream(stream::iter(keys.into_iter().map(Ok)).boxed())
+        .collect()
+        .await;
+    let failed = results
+        .iter()
+        .filter(|r| matches!(r, Err(e) if !matches!(e, object_store::Error::NotFound { .. })))
+        .count();
+    if failed > 0 {
+        tracing::warn!(failed, "some objects could not be deleted");
+    }
+    n - failed
+}
+
+/// What a vacuum found (and deleted, unless it was a dry run).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VacuumReport {
+    /// Unreferenced objects older than the grace period (deleted unless dry run).
+    pub orphans: Vec<String>,
+    /// Unreferenced objects younger than the grace period (kept: possibly in flight).
+    pub young: usize,
+    /// Objects referenced by live snapshots.
+    pub referenced: usize,
+}
+
+/// Delete what no live snapshot references under the table's prefix, if older than `grace`.
+pub async fn vacuum(table: &mut Table, grace: Duration, dry_run: bool) -> Result<VacuumReport> {
+    table.refresh().await?;
+    let wh = table.warehouse().clone();
+    let it = table.iceberg()?;
+    let metadata = table.metadata().clone();
+    // Everything any live snapshot references: its manifest list, manifests, data files.
+    let mut referenced: HashSet<String> = HashSet::new();
+    let mut manifests = Vec::new();
+    for snapshot in metadata.snapshots() {
+        referenced.insert(snapshot.manifest_list().to_string());
+        let list = it
+            .manifest_list_reader(snapshot)
+            .load()
+            .await
+            .map_err(|e| {
+                Error::iceberg(
+                    format!("read manifest list {}", snapshot.manifest_list()),
+                    e,
+                )
+            })?;
+        for m in list.entries() {
+            if referenced.insert(m.manifest_path.clone()) {
+                manifests.push(m.clone());
+            }
+        }
+    }
+    let file_io = table.file_io().clone();
+    let files: Vec<Vec<String>> = stream::iter(manifests)
+        .map(|m| {
+            let file_io = file_io.clone();
+            async move {
+                let manifest = m
+                    .load_manifest(&file_io)
+                    .await
+                    .map_err(|e| Error::iceberg(format!("read manifest {}", m.manifest_path), e))?;
+                Ok::<_, Error>(
+                    manifest
+                        .entries()
+                        .iter()
+                        .map(|e| e.data_file().file_path().to_string())
+                        .collect(),
+                )
+            }
+        })
+        .buffered(16)
+        .try_collect()
+        .await?;
+    referenced.extend(files.into_iter().flatten());
+    // Compare on store keys, so `file:/` and `file:///` spellings agree.
+    let referenced_keys: HashSet<String> = referenced
+        .iter()
+        .filter_map(|l| wh.object_path(l).ok().map(|p| p.to_string()))
+        .collect();
+    let prefix = wh.object_path(table.location())?;
+    let objects: Vec<object_store::ObjectMeta> = wh
+        .store()
+        .list(Some(&prefix))
+        .try_collect()
+        .await
+        .map_err(|source| Error::List {
+            location: table.location().to_string(),
+            source,
+        })?;
+    let cutoff = SystemTime::now() - grace;
+    let mut report = VacuumReport {
+        referenced: referenced_keys.len(),
+        ..VacuumReport::default()
+    };
+    let mut doomed = Vec::new();
+    for o in objects {
+        let key = o.location.to_string();
+        let name = o.location.filename().unwrap_or_default();
+        if referenced_keys.contains(&key)
+            || name.ends_with(".metadata.json")
+            || name == "version-hint.text"
+        {
+            continue;
+        }
+        let modified: SystemTime = o.last_modified.into();
+        if modified > cutoff {
+            report.young += 1;
+            continue;
+        }
+        let location = format!(
+            "{}/{}",
+            table.location(),
+            key.strip_prefix(&format!("{prefix}/")).unwrap_or(&key)
+        );
+        report.orphans.push(location);
+        doomed.push(o.location);
+    }
+    report.orphans.sort();
+    if !dry_run && !doomed.is_empty() {
+        let results: Vec<_> = wh
+            .store()
+            .delete_stream(stream::iter(doomed.into_iter().map(Ok)).boxed())
+            .collect()
+            .await;
+        if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
+            return Err(Error::Write {
+                location: table.location().to_string(),
+                source: e,
+            });
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86_400)
+        );
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        for bad in ["", "d", "7", "7w", "-1h", "1.5h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}
