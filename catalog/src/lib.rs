@@ -425,27 +425,9 @@ impl Catalog {
                 return Ok(1);
             }
             // The row is gone; purge every object under the table's folder.
-            let location = self.warehouse.location(&ident.path());
-            let prefix = self.warehouse.object_path(&location)?;
-            let store = self.warehouse.store();
-            let rest: Vec<Path> = store
-                .list(Some(&prefix))
-                .map_ok(|m| m.location)
-                .try_collect()
-                .await
-                .map_err(|source| floe_table_format::Error::List {
-                    location: location.clone(),
-                    source,
-                })?;
-            let n = rest.len();
-            store
-                .delete_stream(stream::iter(rest.into_iter().map(Ok)).boxed())
-                .try_collect::<Vec<_>>()
-                .await
-                .map_err(|source| floe_table_format::Error::Write {
-                    location: location.clone(),
-                    source,
-                })?;
+            let n = self
+                .delete_prefix(&self.warehouse.location(&ident.path()))
+                .await?;
             return Ok(1 + n);
         }
         let location = self.warehouse.location(&ident.path());
@@ -484,26 +466,33 @@ impl Catalog {
         } else {
             format!("{location}/metadata")
         };
-        let prefix = self.warehouse.object_path(&rest_of)?;
-        let rest: Vec<Path> = store
+        deleted += self.delete_prefix(&rest_of).await?;
+        Ok(deleted)
+    }
+
+    /// Delete every object under `location`; returns how many there were.
+    async fn delete_prefix(&self, location: &str) -> Result<usize> {
+        let prefix = self.warehouse.object_path(location)?;
+        let store = self.warehouse.store();
+        let keys: Vec<Path> = store
             .list(Some(&prefix))
             .map_ok(|m| m.location)
             .try_collect()
             .await
             .map_err(|source| floe_table_format::Error::List {
-                location: rest_of.clone(),
+                location: location.to_string(),
                 source,
             })?;
-        deleted += rest.len();
+        let n = keys.len();
         store
-            .delete_stream(stream::iter(rest.into_iter().map(Ok)).boxed())
+            .delete_stream(stream::iter(keys.into_iter().map(Ok)).boxed())
             .try_collect::<Vec<_>>()
             .await
             .map_err(|source| floe_table_format::Error::Write {
-                location: rest_of.clone(),
+                location: location.to_string(),
                 source,
             })?;
-        Ok(deleted)
+        Ok(n)
     }
 
     /// Rename a table. In the SQL catalog this is one row update; on the warehouse's folders

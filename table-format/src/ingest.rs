@@ -81,13 +81,7 @@ pub fn read_file(path: &Path, target: &SchemaRef) -> Result<BatchIter> {
                 .with_batch_size(BATCH_ROWS)
                 .build()
                 .map_err(|e| input_err(path, e))?;
-            Ok(Box::new(reader.map(move |b| {
-                let b = b.map_err(|e| Error::Input {
-                    input: name.clone(),
-                    reason: e.to_string(),
-                })?;
-                conform(&b, &target, &name)
-            })))
+            Ok(conformed(reader, target, name))
         }
         InputFormat::Csv => {
             let mut buf = BufReader::new(file);
@@ -118,13 +112,7 @@ pub fn read_file(path: &Path, target: &SchemaRef) -> Result<BatchIter> {
                 .with_batch_size(BATCH_ROWS)
                 .build(buf)
                 .map_err(|e| input_err(path, e))?;
-            Ok(Box::new(reader.map(move |b| {
-                let b = b.map_err(|e| Error::Input {
-                    input: name.clone(),
-                    reason: e.to_string(),
-                })?;
-                conform(&b, &target, &name)
-            })))
+            Ok(conformed(reader, target, name))
         }
         InputFormat::Json => {
             let plain = Arc::new(ArrowSchema::new(
@@ -139,15 +127,23 @@ pub fn read_file(path: &Path, target: &SchemaRef) -> Result<BatchIter> {
                 .with_strict_mode(true)
                 .build(BufReader::new(file))
                 .map_err(|e| input_err(path, e))?;
-            Ok(Box::new(reader.map(move |b| {
-                let b = b.map_err(|e| Error::Input {
-                    input: name.clone(),
-                    reason: e.to_string(),
-                })?;
-                conform(&b, &target, &name)
-            })))
+            Ok(conformed(reader, target, name))
         }
     }
+}
+
+/// Each batch of an Arrow reader, conformed to `target`; read errors name the input.
+fn conformed<I>(reader: I, target: SchemaRef, name: String) -> BatchIter
+where
+    I: Iterator<Item = std::result::Result<RecordBatch, arrow::error::ArrowError>> + Send + 'static,
+{
+    Box::new(reader.map(move |b| {
+        let b = b.map_err(|e| Error::Input {
+            input: name.clone(),
+            reason: e.to_string(),
+        })?;
+        conform(&b, &target, &name)
+    }))
 }
 
 /// Refuse inputs with columns the table does not have, or missing required ones.

@@ -324,32 +324,9 @@ impl Table {
         definition: TableDefinition,
     ) -> Result<Table> {
         let location = warehouse.location(&ident.path());
-        if let Some(key) = definition
-            .properties
-            .keys()
-            .find(|k| FORBIDDEN_PROPERTIES.contains(&k.as_str()))
-        {
-            return Err(Error::InvalidArgument {
-                argument: format!("property '{key}'"),
-                reason: "a Floe table keeps all its files under its own prefix".into(),
-            });
-        }
+        // Validate the definition before touching the store.
+        let metadata = Table::first_metadata(&location, definition)?;
         check_free(warehouse, ident, &location).await?;
-        let mut properties = definition.properties;
-        properties
-            .entry("write.parquet.compression-codec".into())
-            .or_insert_with(|| "zstd".into());
-        let metadata = TableMetadataBuilder::new(
-            definition.schema,
-            definition.partition,
-            SortOrder::unsorted_order(),
-            location.clone(),
-            FormatVersion::V2,
-            properties,
-        )
-        .and_then(|b| b.build())
-        .map_err(|e| Error::iceberg(format!("build first metadata of {ident}"), e))?
-        .metadata;
         claim_first(warehouse, ident, location, metadata).await
     }
 
