@@ -117,6 +117,48 @@ pub async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Compact { table, target_mib } => {
+            let ident = TableIdent::parse(&table)?;
+            let mut t = catalog.load_table(&ident).await?;
+            match floe_table_format::rewrite::compact(&mut t, target_mib << 20).await? {
+                None => println!("{ident}: nothing to compact"),
+                Some(r) => println!(
+                    "{ident}: replaced {} small files with {} (version {}, snapshot {})",
+                    r.removed, r.added, r.version, r.snapshot_id
+                ),
+            }
+            Ok(())
+        }
+        Command::Retain {
+            table,
+            drop_older_than,
+            column,
+        } => {
+            let ident = TableIdent::parse(&table)?;
+            let age = floe_table_format::vacuum::parse_duration(&drop_older_than)?;
+            let mut t = catalog.load_table(&ident).await?;
+            match floe_table_format::rewrite::retain(&mut t, age, &column).await? {
+                None => println!("{ident}: nothing older than {drop_older_than}"),
+                Some(r) => println!(
+                    "{ident}: dropped {} data files older than {drop_older_than} (version {}, snapshot {})",
+                    r.removed, r.version, r.snapshot_id
+                ),
+            }
+            Ok(())
+        }
+        Command::Maintain {
+            namespace,
+            vacuum_older_than,
+            target_mib,
+        } => {
+            maintain(
+                &catalog,
+                &Namespace::parse(&namespace)?,
+                &vacuum_older_than,
+                target_mib,
+            )
+            .await
+        }
         Command::Expire {
             table,
             older_than,
@@ -574,4 +616,69 @@ async fn check(catalog: &Catalog, name: &str, json: bool) -> Result<()> {
     } else {
         bail!("{} problem(s) found in {ident}", report.problems.len())
     }
+}
+
+async fn maintain(catalog: &Catalog, ns: &Namespace, grace: &str, target_mib: u64) -> Result<()> {
+    use floe_table_format::{maintenance, rewrite, vacuum};
+    let grace_d = vacuum::parse_duration(grace)?;
+    let tables = catalog.list_tables(ns).await?;
+    let bar = indicatif::ProgressBar::new(tables.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} tables  {msg}")
+            .expect("static template is valid"),
+    );
+    let mut rows = Vec::new();
+    let mut failures = 0;
+    for ident in &tables {
+        bar.set_message(ident.to_string());
+        let result: Result<Vec<String>> = async {
+            let mut t = catalog.load_table(ident).await?;
+            let compacted = rewrite::compact(&mut t, target_mib << 20).await?;
+            let s = maintenance::Settings::of(t.metadata());
+            let expired = vacuum::expire(
+                &mut t,
+                std::time::Duration::from_millis(s.max_snapshot_age_ms.max(0) as u64),
+                s.min_snapshots_to_keep,
+            )
+            .await?;
+            let vac = vacuum::vacuum(&mut t, grace_d, false).await?;
+            Ok(vec![
+                ident.to_string(),
+                compacted
+                    .map(|r| format!("{} -> {}", r.removed, r.added))
+                    .unwrap_or_else(|| "-".into()),
+                expired.expired.len().to_string(),
+                vac.orphans.len().to_string(),
+            ])
+        }
+        .await;
+        match result {
+            Ok(row) => rows.push(row),
+            Err(e) => {
+                failures += 1;
+                bar.suspend(|| eprintln!("error: {ident}: {e:#}"));
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    print!(
+        "{}",
+        output::table(
+            &[
+                "table",
+                "files compacted",
+                "snapshots expired",
+                "orphans deleted"
+            ],
+            &rows
+        )
+    );
+    if failures > 0 {
+        bail!(
+            "{failures} of {} tables could not be maintained",
+            tables.len()
+        );
+    }
+    Ok(())
 }

@@ -145,6 +145,39 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Rewrite each partition's small data files into files of about the target size
+    /// (rows sorted by ts), as one replace snapshot.
+    Compact {
+        /// NAMESPACE.TABLE
+        table: String,
+        /// Target file size in MiB.
+        #[arg(long, default_value_t = 64)]
+        target_mib: u64,
+    },
+    /// Drop whole data files whose rows are all older than a cutoff, as a metadata-only
+    /// delete (old partitions of a time-partitioned table go entirely).
+    Retain {
+        /// NAMESPACE.TABLE
+        table: String,
+        /// Drop data older than this (30s, 15m, 1h, 7d).
+        #[arg(long, value_name = "DURATION")]
+        drop_older_than: String,
+        /// The timestamp column to judge age by.
+        #[arg(long, default_value = "ts")]
+        column: String,
+    },
+    /// Maintain every table of a namespace: compact small files, expire snapshots by the
+    /// table's history.expire.* properties, and vacuum unreferenced files.
+    Maintain {
+        /// Namespace.
+        namespace: String,
+        /// Vacuum grace period (30s, 15m, 1h, 7d).
+        #[arg(long, default_value = "1h")]
+        vacuum_older_than: String,
+        /// Compaction target file size in MiB.
+        #[arg(long, default_value_t = 64)]
+        target_mib: u64,
+    },
     /// Namespaces: create, list, describe, set properties and the table template.
     #[command(subcommand)]
     Namespace(NamespaceCommand),

@@ -120,6 +120,15 @@ pub enum Error {
         /// The version that was being claimed.
         version: u64,
     },
+    /// A rewrite (compaction, retention) found files it meant to remove already gone: a
+    /// concurrent rewrite removed them. Nothing was committed; run it again.
+    #[error("{table} changed underneath the rewrite: {} file(s) it meant to remove are no longer live (e.g. {}); nothing was committed, run it again", missing.len(), missing.first().map(String::as_str).unwrap_or("?"))]
+    FilesChanged {
+        /// The table.
+        table: String,
+        /// Files no longer live.
+        missing: Vec<String>,
+    },
     /// Input data does not fit the table.
     #[error("{input}: column '{column}': {reason}")]
     SchemaMismatch {
@@ -169,7 +178,9 @@ impl Error {
             Error::Read { source, .. }
             | Error::Write { source, .. }
             | Error::List { source, .. } => is_transient(source),
-            Error::CommitConflict { .. } | Error::CommitUnknown { .. } => true,
+            Error::CommitConflict { .. }
+            | Error::CommitUnknown { .. }
+            | Error::FilesChanged { .. } => true,
             Error::Catalog { retryable, .. } => *retryable,
             _ => false,
         }

@@ -30,6 +30,7 @@ pub mod ident;
 pub mod ingest;
 pub mod maintenance;
 pub mod pointer;
+pub mod rewrite;
 pub mod schema;
 pub mod storage;
 pub mod table;

@@ -1,0 +1,539 @@
+//! Replacing and removing data files: the snapshot producer behind `floe compact` (a
+//! `replace` snapshot: small files out, their rows rewritten into fewer files) and
+//! `floe retain` (a `delete` snapshot: whole files older than a cutoff out, metadata only).
+//!
+//! Each attempt validates against the head it builds on: every file to remove must still be
+//! live there. Concurrent appends therefore survive (their manifests are carried over
+//! untouched), and if a file to remove was removed meanwhile the rewrite fails cleanly with
+//! [`Error::FilesChanged`], committing nothing. The version is claimed like any commit
+//! ([`Table::claim_next`]); a lost race rebuilds on the new head.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use iceberg::spec::{
+    DataFile, ManifestFile, ManifestListWriter, ManifestWriterBuilder, Operation, PrimitiveLiteral,
+    Snapshot, SnapshotSummaryCollector, Summary, TableMetadataBuilder, MAIN_BRANCH,
+};
+use object_store::ObjectStoreExt;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::error::{Error, Result};
+use crate::table::{Claim, Table};
+use crate::version::Version;
+use crate::writer::DataWriter;
+
+/// Most attempts at a rewrite commit.
+const MAX_ATTEMPTS: u32 = 20;
+
+/// What a rewrite committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RewriteReport {
+    /// The version it lives in.
+    pub version: Version,
+    /// Its snapshot.
+    pub snapshot_id: i64,
+    /// Data files removed.
+    pub removed: usize,
+    /// Data files added.
+    pub added: usize,
+    /// Version claims made.
+    pub attempts: u32,
+}
+
+/// A live data file of the current snapshot.
+#[derive(Debug, Clone)]
+pub struct LiveFile {
+    /// The file.
+    pub data_file: DataFile,
+}
+
+/// Every live data file of the table's current snapshot.
+pub async fn live_files(table: &Table) -> Result<Vec<LiveFile>> {
+    let Some(current) = table.metadata().current_snapshot() else {
+        return Ok(Vec::new());
+    };
+    let it = table.iceberg()?;
+    let list = it.manifest_list_reader(current).load().await.map_err(|e| {
+        Error::iceberg(format!("read manifest list {}", current.manifest_list()), e)
+    })?;
+    let file_io = table.file_io().clone();
+    let per_manifest: Vec<Vec<LiveFile>> = stream::iter(list.entries().to_vec())
+        .map(|m| {
+            let file_io = file_io.clone();
+            async move {
+                let manifest = m
+                    .load_manifest(&file_io)
+                    .await
+                    .map_err(|e| Error::iceberg(format!("read manifest {}", m.manifest_path), e))?;
+                Ok::<_, Error>(
+                    manifest
+                        .entries()
+                        .iter()
+                        .filter(|e| e.is_alive())
+                        .map(|e| LiveFile {
+                            data_file: e.data_file().clone(),
+                        })
+                        .collect(),
+                )
+            }
+        })
+        .buffered(16)
+        .try_collect()
+        .await?;
+    Ok(per_manifest.into_iter().flatten().collect())
+}
+
+impl Table {
+    /// Commit one snapshot that removes the data files at `removed` and adds `added`
+    /// (written with [`DataWriter`]), as `operation` (`Replace` or `Delete`).
+    pub async fn rewrite_files(
+        &mut self,
+        removed: &[String],
+        added: Vec<DataFile>,
+        operation: Operation,
+    ) -> Result<RewriteReport> {
+        let write_id = uuid::Uuid::new_v4().to_string();
+        let snapshot_id = loop {
+            let (a, b) = uuid::Uuid::new_v4().as_u64_pair();
+            let id = ((a ^ b) & (i64::MAX as u64)) as i64;
+            if id != 0 && self.metadata().snapshot_by_id(id).is_none() {
+                break id;
+            }
+        };
+        let added_manifest = if added.is_empty() {
+            None
+        } else {
+            Some(
+                self.write_added_manifest(&added, snapshot_id, &write_id)
+                    .await?,
+            )
+        };
+        let removed_set: HashSet<&str> = removed.iter().map(String::as_str).collect();
+        for attempt in 0..MAX_ATTEMPTS {
+            let metadata = self
+                .build_rewrite(
+                    &removed_set,
+                    &added,
+                    added_manifest.as_ref(),
+                    snapshot_id,
+                    &write_id,
+                    attempt,
+                    operation.clone(),
+                )
+                .await?;
+            match self.claim_next(metadata).await? {
+                Claim::Won(version) => {
+                    return Ok(RewriteReport {
+                        version,
+                        snapshot_id,
+                        removed: removed.len(),
+                        added: added.len(),
+                        attempts: attempt + 1,
+                    })
+                }
+                Claim::Lost => {
+                    tokio::time::sleep(Duration::from_millis(10 << attempt.min(7))).await;
+                    self.refresh().await?;
+                }
+                Claim::Unknown { version } => {
+                    return Err(Error::CommitUnknown {
+                        table: self.name().to_string(),
+                        commit_id: format!("{operation:?} snapshot {snapshot_id}"),
+                        version: version.0,
+                    })
+                }
+            }
+        }
+        Err(Error::CommitConflict {
+            table: self.name().to_string(),
+            attempts: MAX_ATTEMPTS,
+            elapsed: Duration::ZERO,
+        })
+    }
+
+    async fn write_added_manifest(
+        &self,
+        files: &[DataFile],
+        snapshot_id: i64,
+        write_id: &str,
+    ) -> Result<ManifestFile> {
+        let location = format!("{}/metadata/{write_id}-m0.avro", self.location());
+        let output = self
+            .file_io()
+            .new_output(&location)
+            .map_err(|e| Error::iceberg(format!("open manifest {location}"), e))?;
+        let mut writer = ManifestWriterBuilder::new(
+            output,
+            Some(snapshot_id),
+            self.metadata().current_schema().clone(),
+            self.metadata().default_partition_spec().as_ref().clone(),
+        )
+        .build_v2_data();
+        for f in files {
+            writer
+                .add_file(f.clone(), -1)
+                .map_err(|e| Error::iceberg(format!("add {} to manifest", f.file_path()), e))?;
+        }
+        writer
+            .write_manifest_file()
+            .await
+            .map_err(|e| Error::iceberg(format!("write manifest {location}"), e))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn build_rewrite(
+        &self,
+        removed: &HashSet<&str>,
+        added: &[DataFile],
+        added_manifest: Option<&ManifestFile>,
+        snapshot_id: i64,
+        write_id: &str,
+        attempt: u32,
+        operation: Operation,
+    ) -> Result<iceberg::spec::TableMetadata> {
+        let base = self.metadata().as_ref().clone();
+        let parent = base
+            .current_snapshot()
+            .cloned()
+            .ok_or_else(|| Error::InvalidArgument {
+                argument: "rewrite".into(),
+                reason: format!("{} has no snapshot", self.name()),
+            })?;
+        let it = self.iceberg()?;
+        let list = it.manifest_list_reader(&parent).load().await.map_err(|e| {
+            Error::iceberg(format!("read manifest list {}", parent.manifest_list()), e)
+        })?;
+        let file_io = self.file_io().clone();
+        let loaded: Vec<(ManifestFile, iceberg::spec::Manifest)> =
+            stream::iter(list.entries().to_vec())
+                .map(|m| {
+                    let file_io = file_io.clone();
+                    async move {
+                        let manifest = m.load_manifest(&file_io).await.map_err(|e| {
+                            Error::iceberg(format!("read manifest {}", m.manifest_path), e)
+                        })?;
+                        Ok::<_, Error>((m, manifest))
+                    }
+                })
+                .buffered(16)
+                .try_collect()
+                .await?;
+        // Validate: every file to remove is live in this base.
+        let mut found: HashMap<String, DataFile> = HashMap::new();
+        for (_, manifest) in &loaded {
+            for e in manifest.entries().iter().filter(|e| e.is_alive()) {
+                if removed.contains(e.data_file().file_path()) {
+                    found.insert(e.data_file().file_path().to_string(), e.data_file().clone());
+                }
+            }
+        }
+        if found.len() != removed.len() {
+            let mut missing: Vec<String> = removed
+                .iter()
+                .filter(|p| !found.contains_key(**p))
+                .map(|p| p.to_string())
+                .collect();
+            missing.sort();
+            return Err(Error::FilesChanged {
+                table: self.name().to_string(),
+                missing,
+            });
+        }
+        let spec = base.default_partition_spec().clone();
+        let schema = base.current_schema().clone();
+        let mut manifests = Vec::new();
+        for (k, (m, manifest)) in loaded.into_iter().enumerate() {
+            let touches = manifest
+                .entries()
+                .iter()
+                .any(|e| e.is_alive() && removed.contains(e.data_file().file_path()));
+            if !touches {
+                manifests.push(m);
+                continue;
+            }
+            let location = format!(
+                "{}/metadata/{write_id}-a{attempt}-r{k}.avro",
+                self.location()
+            );
+            let output = self
+                .file_io()
+                .new_output(&location)
+                .map_err(|e| Error::iceberg(format!("open manifest {location}"), e))?;
+            let mut writer = ManifestWriterBuilder::new(
+                output,
+                Some(snapshot_id),
+                schema.clone(),
+                spec.as_ref().clone(),
+            )
+            .build_v2_data();
+            for e in manifest.entries().iter().filter(|e| e.is_alive()) {
+                let (Some(snap), Some(seq)) = (e.snapshot_id(), e.sequence_number()) else {
+                    return Err(Error::CorruptMetadata {
+                        location: m.manifest_path.clone(),
+                        reason: "an entry has no snapshot id or sequence number".into(),
+                    });
+                };
+                let df = e.data_file().clone();
+                let step = |err| Error::iceberg(format!("rewrite manifest {location}"), err);
+                if removed.contains(df.file_path()) {
+                    writer
+                        .add_delete_file(df, seq, e.file_sequence_number)
+                        .map_err(step)?;
+                } else {
+                    writer
+                        .add_existing_file(df, snap, seq, e.file_sequence_number)
+                        .map_err(step)?;
+                }
+            }
+            manifests.push(
+                writer
+                    .write_manifest_file()
+                    .await
+                    .map_err(|e| Error::iceberg(format!("write manifest {location}"), e))?,
+            );
+        }
+        if let Some(m) = added_manifest {
+            manifests.push(m.clone());
+        }
+        let sequence_number = base.next_sequence_number();
+        let list_location = format!(
+            "{}/metadata/snap-{snapshot_id}-{attempt}-{write_id}.avro",
+            self.location()
+        );
+        let out = self
+            .file_io()
+            .new_output(&list_location)
+            .map_err(|e| Error::iceberg(format!("open {list_location}"), e))?
+            .writer()
+            .await
+            .map_err(|e| Error::iceberg(format!("open {list_location}"), e))?;
+        let mut writer = ManifestListWriter::v2(
+            out,
+            snapshot_id,
+            Some(parent.snapshot_id()),
+            sequence_number,
+        );
+        writer
+            .add_manifests(manifests.into_iter())
+            .map_err(|e| Error::iceberg(format!("write {list_location}"), e))?;
+        writer
+            .close()
+            .await
+            .map_err(|e| Error::iceberg(format!("write {list_location}"), e))?;
+
+        let mut collector = SnapshotSummaryCollector::default();
+        for f in added {
+            collector.add_file(f, schema.clone(), spec.clone());
+        }
+        for f in found.values() {
+            collector.remove_file(f, schema.clone(), spec.clone());
+        }
+        let mut props = collector.build();
+        let prev = &parent.summary().additional_properties;
+        for (total, plus, minus) in [
+            ("total-records", "added-records", "deleted-records"),
+            ("total-data-files", "added-data-files", "deleted-data-files"),
+            ("total-files-size", "added-files-size", "removed-files-size"),
+        ] {
+            let get =
+                |m: &HashMap<String, String>, k: &str| m.get(k).and_then(|v| v.parse::<i64>().ok());
+            if let Some(p) = get(prev, total) {
+                let v = p + get(&props, plus).unwrap_or(0) - get(&props, minus).unwrap_or(0);
+                props.insert(total.to_string(), v.max(0).to_string());
+            }
+        }
+        for key in [
+            "total-delete-files",
+            "total-position-deletes",
+            "total-equality-deletes",
+        ] {
+            if let Some(v) = prev.get(key) {
+                props.insert(key.to_string(), v.clone());
+            }
+        }
+        let snapshot = Snapshot::builder()
+            .with_manifest_list(list_location)
+            .with_snapshot_id(snapshot_id)
+            .with_parent_snapshot_id(Some(parent.snapshot_id()))
+            .with_sequence_number(sequence_number)
+            .with_summary(Summary {
+                operation,
+                additional_properties: props,
+            })
+            .with_schema_id(base.current_schema_id())
+            .with_timestamp_ms(
+                (std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or(0))
+                .max(base.last_updated_ms() + 1),
+            )
+            .build();
+        TableMetadataBuilder::new_from_metadata(base, Some(self.metadata_location().to_string()))
+            .set_branch_snapshot(snapshot, MAIN_BRANCH)
+            .and_then(|b| b.build())
+            .map(|r| r.metadata)
+            .map_err(|e| Error::iceberg(format!("build next metadata of {}", self.name()), e))
+    }
+}
+
+/// Drop every live data file whose rows are all older than `older_than` (by the upper
+/// bound of the timestamp column `column`), as a metadata-only `delete` snapshot.
+pub async fn retain(
+    table: &mut Table,
+    older_than: Duration,
+    column: &str,
+) -> Result<Option<RewriteReport>> {
+    table.refresh().await?;
+    let field = table
+        .metadata()
+        .current_schema()
+        .field_by_name(column)
+        .ok_or_else(|| Error::InvalidArgument {
+            argument: format!("--column {column}"),
+            reason: format!("{} has no column '{column}'", table.name()),
+        })?
+        .id;
+    let cutoff_us = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0))
+        - older_than.as_micros() as i64;
+    let old: Vec<String> = live_files(table)
+        .await?
+        .into_iter()
+        .filter(
+            |f| match f.data_file.upper_bounds().get(&field).map(|d| d.literal()) {
+                Some(PrimitiveLiteral::Long(v)) => *v < cutoff_us,
+                _ => false,
+            },
+        )
+        .map(|f| f.data_file.file_path().to_string())
+        .collect();
+    if old.is_empty() {
+        return Ok(None);
+    }
+    table
+        .rewrite_files(&old, Vec::new(), Operation::Delete)
+        .await
+        .map(Some)
+}
+
+async fn read_data_file(table: &Table, path: &str) -> Result<Vec<RecordBatch>> {
+    let wh = table.warehouse();
+    let bytes = wh
+        .store()
+        .get(&wh.object_path(path)?)
+        .await
+        .map_err(|source| Error::Read {
+            location: path.to_string(),
+            source,
+        })?
+        .bytes()
+        .await
+        .map_err(|source| Error::Read {
+            location: path.to_string(),
+            source,
+        })?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .and_then(|b| b.build())
+        .map_err(|e| Error::Input {
+            input: path.to_string(),
+            reason: e.to_string(),
+        })?;
+    reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Input {
+            input: path.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// Bin-pack the small data files of each partition into files of about `target_bytes`,
+/// rows sorted by `ts` when the table has that column, committed as one `replace`
+/// snapshot. Returns None when there is nothing to compact.
+pub async fn compact(table: &mut Table, target_bytes: u64) -> Result<Option<RewriteReport>> {
+    table.refresh().await?;
+    let mut by_partition: HashMap<String, Vec<DataFile>> = HashMap::new();
+    for f in live_files(table).await? {
+        if f.data_file.file_size_in_bytes() < target_bytes / 2 {
+            by_partition
+                .entry(format!("{:?}", f.data_file.partition()))
+                .or_default()
+                .push(f.data_file);
+        }
+    }
+    let mut bins: Vec<Vec<DataFile>> = Vec::new();
+    for (_, mut files) in by_partition {
+        files.sort_by(|a, b| a.file_path().cmp(b.file_path()));
+        let mut bin: Vec<DataFile> = Vec::new();
+        let mut size = 0;
+        for f in files {
+            if !bin.is_empty() && size + f.file_size_in_bytes() > target_bytes {
+                bins.push(std::mem::take(&mut bin));
+                size = 0;
+            }
+            size += f.file_size_in_bytes();
+            bin.push(f);
+        }
+        bins.push(bin);
+    }
+    bins.retain(|b| b.len() > 1);
+    if bins.is_empty() {
+        return Ok(None);
+    }
+    let has_ts = table
+        .metadata()
+        .current_schema()
+        .field_by_name("ts")
+        .is_some();
+    let mut removed = Vec::new();
+    let mut added = Vec::new();
+    for bin in bins {
+        let mut writer = DataWriter::new(table)?;
+        let target = writer.arrow_schema().clone();
+        let mut batches = Vec::new();
+        for f in &bin {
+            for b in read_data_file(table, f.file_path()).await? {
+                batches.push(crate::ingest::conform(&b, &target, f.file_path())?);
+            }
+            removed.push(f.file_path().to_string());
+        }
+        let all = arrow::compute::concat_batches(&target, &batches).map_err(|e| Error::Input {
+            input: "compaction".into(),
+            reason: e.to_string(),
+        })?;
+        let sorted = if has_ts {
+            let ts = all.column_by_name("ts").expect("checked: the table has ts");
+            let idx =
+                arrow::compute::sort_to_indices(ts, None, None).map_err(|e| Error::Input {
+                    input: "compaction".into(),
+                    reason: e.to_string(),
+                })?;
+            let cols = all
+                .columns()
+                .iter()
+                .map(|c| arrow::compute::take(c.as_ref(), &idx, None))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| Error::Input {
+                    input: "compaction".into(),
+                    reason: e.to_string(),
+                })?;
+            RecordBatch::try_new(target.clone(), cols).map_err(|e| Error::Input {
+                input: "compaction".into(),
+                reason: e.to_string(),
+            })?
+        } else {
+            all
+        };
+        writer.write(sorted).await?;
+        added.extend(writer.close().await?);
+    }
+    table
+        .rewrite_files(&removed, added, Operation::Replace)
+        .await
+        .map(Some)
+}
