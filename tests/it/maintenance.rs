@@ -384,4 +384,44 @@ async fn pyiceberg_reads_a_compacted_table() {
     assert_eq!(n, 35);
     assert!((got["sum_value"].as_f64().unwrap() - sum).abs() < 1e-6);
     assert_eq!(got["files_total"], 1);
+
+    // After expire + vacuum (same answers) and after retention (fewer rows, as asked).
+    let read = |loc: String| {
+        let out = std::process::Command::new(python())
+            .args(["tests/interop/read_table.py", &loc])
+            .current_dir(repo_root())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    floe_table_format::vacuum::expire(&mut t, std::time::Duration::ZERO, 1)
+        .await
+        .unwrap();
+    let v = floe_table_format::vacuum::vacuum(&mut t, std::time::Duration::ZERO, false)
+        .await
+        .unwrap();
+    assert!(v.orphans.len() >= 5, "the replaced small files: {v:?}");
+    let got = read(t.metadata_location().to_string());
+    assert_eq!(got["row_count"], n as u64);
+    assert_eq!(got["snapshot_count"], 1);
+    append_batch(
+        &mut t,
+        |s| rows(s, "new", DAY0_US + 400 * DAY_US, 3, 0.0),
+        CommitOptions::default(),
+    )
+    .await
+    .unwrap();
+    let r = floe_table_format::rewrite::retain(&mut t, std::time::Duration::from_secs(3600), "ts")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.removed, 1);
+    let got = read(t.metadata_location().to_string());
+    assert_eq!(got["row_count"], 3, "only the rows newer than the cutoff");
+    assert_eq!(scan(&t).await.0, 3);
 }
