@@ -9,7 +9,7 @@ use iceberg::io::FileIO;
 use iceberg::spec::{
     DataFile, FormatVersion, ManifestFile, ManifestListWriter, ManifestWriterBuilder, Operation,
     Schema, Snapshot, SnapshotSummaryCollector, SortOrder, Summary, TableMetadata,
-    TableMetadataBuilder, UnboundPartitionSpec, MAIN_BRANCH,
+    TableMetadataBuilder, UnboundPartitionSpec, MAIN_BRANCH, UNASSIGNED_SEQUENCE_NUMBER,
 };
 use object_store::{ObjectStoreExt, PutMode, PutOptions};
 use tracing::Instrument;
@@ -111,6 +111,9 @@ pub struct Table {
     /// Set for tables whose head is recorded by a catalog (see [`crate::pointer`]);
     /// None for the Hadoop layout.
     pointer: Option<Arc<dyn MetadataPointer>>,
+    /// The manifest list this handle last committed (snapshot id, its manifests with their
+    /// sequence numbers as written), so the next append on top of it needs no GET.
+    list_cache: Option<(i64, Arc<Vec<ManifestFile>>)>,
 }
 
 fn now_ms() -> i64 {
@@ -266,6 +269,7 @@ async fn claim_first(
         metadata: Arc::new(metadata),
         file_io: storage::file_io(warehouse),
         pointer: None,
+        list_cache: None,
     })
 }
 
@@ -400,6 +404,7 @@ impl Table {
             metadata: Arc::new(metadata),
             file_io: storage::file_io(warehouse),
             pointer: None,
+            list_cache: None,
         })
     }
 
@@ -421,6 +426,7 @@ impl Table {
             metadata: Arc::new(metadata),
             file_io: storage::file_io(warehouse),
             pointer: None,
+            list_cache: None,
         })
     }
 
@@ -454,6 +460,7 @@ impl Table {
             metadata: Arc::new(metadata),
             file_io: storage::file_io(warehouse),
             pointer: Some(pointer),
+            list_cache: None,
         })
     }
 
@@ -833,6 +840,7 @@ impl Table {
                                 tracing::warn!(error = %e, "could not write the version hint");
                             }
                         }
+                        self.list_cache = Some(cleanup.written_list.clone());
                         self.clean_up(cleanup).await;
                         return Ok(self.report(snapshot_id, state.attempts, false));
                     }
@@ -1015,6 +1023,13 @@ impl Table {
         Ok(Claim::Won(target))
     }
 
+    /// The manifest list this handle last committed, if it is cached (for tests).
+    pub fn cached_manifest_list(&self) -> Option<(i64, Vec<ManifestFile>)> {
+        self.list_cache
+            .as_ref()
+            .map(|(id, l)| (*id, l.as_ref().clone()))
+    }
+
     /// The snapshot holding `commit_id`, if the loaded metadata has one.
     pub fn find_commit(&self, commit_id: &str) -> Option<i64> {
         find_commit(&self.metadata, commit_id)
@@ -1086,6 +1101,15 @@ impl Table {
         let parent = base.current_snapshot();
         let sequence_number = base.next_sequence_number();
         let mut manifests = match parent {
+            Some(p)
+                if self
+                    .list_cache
+                    .as_ref()
+                    .is_some_and(|(id, _)| *id == p.snapshot_id()) =>
+            {
+                let (_, cached) = self.list_cache.as_ref().expect("checked");
+                cached.as_ref().clone()
+            }
             Some(p) => self
                 .iceberg()?
                 .manifest_list_reader(p)
@@ -1142,6 +1166,21 @@ impl Table {
             parent.map(|p| p.snapshot_id()),
             sequence_number,
         );
+        // The list as readers will load it: unassigned sequence numbers become this
+        // snapshot's, exactly as the list writer assigns them.
+        let as_written: Vec<ManifestFile> = manifests
+            .iter()
+            .cloned()
+            .map(|mut m| {
+                if m.sequence_number == UNASSIGNED_SEQUENCE_NUMBER {
+                    m.sequence_number = sequence_number;
+                }
+                if m.min_sequence_number == UNASSIGNED_SEQUENCE_NUMBER {
+                    m.min_sequence_number = sequence_number;
+                }
+                m
+            })
+            .collect();
         list.add_manifests(manifests.into_iter())
             .map_err(|e| Error::iceberg(format!("write {list_location}"), e))?;
         list.close()
@@ -1195,6 +1234,7 @@ impl Table {
         .and_then(|b| b.build())
         .map_err(|e| Error::iceberg(step(), e))?;
         let mut cleanup = Cleanup {
+            written_list: (snapshot_id, Arc::new(as_written)),
             enabled: settings.delete_after_commit,
             metadata_files: built
                 .expired_metadata_logs
@@ -1346,8 +1386,10 @@ impl Table {
 }
 
 /// What a commit made unreachable, removed once it has won.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Cleanup {
+    /// The manifest list this commit wrote (cached by the handle once it has won).
+    written_list: (i64, Arc<Vec<ManifestFile>>),
     enabled: bool,
     metadata_files: Vec<String>,
     manifest_lists: Vec<String>,

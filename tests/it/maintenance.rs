@@ -425,3 +425,41 @@ async fn pyiceberg_reads_a_compacted_table() {
     assert_eq!(got["row_count"], 3, "only the rows newer than the cutoff");
     assert_eq!(scan(&t).await.0, 3);
 }
+
+#[tokio::test]
+async fn the_cached_manifest_list_equals_what_readers_load() {
+    let wh = memory_warehouse();
+    let ident = TableIdent::parse("fleet.cache").unwrap();
+    let mut t = Table::create(&wh, &ident, tight()).await.unwrap();
+    for i in 0..23 {
+        append_batch(
+            &mut t,
+            |s| rows(s, "d", DAY0_US + i * 3_600_000_000, 2, 1.0),
+            CommitOptions::default(),
+        )
+        .await
+        .unwrap();
+        let (id, cached) = t
+            .cached_manifest_list()
+            .expect("a committing handle caches its list");
+        let current = t.metadata().current_snapshot().unwrap();
+        assert_eq!(id, current.snapshot_id());
+        let loaded = t
+            .iceberg()
+            .unwrap()
+            .manifest_list_reader(current)
+            .load()
+            .await
+            .unwrap();
+        assert_eq!(
+            cached.as_slice(),
+            loaded.entries(),
+            "commit {i}: cache differs from the stored list"
+        );
+        // Every entry's data sequence number is what a fresh reader derives.
+        for m in loaded.entries() {
+            assert!(m.sequence_number >= 1 && m.min_sequence_number >= 1);
+        }
+    }
+    assert_eq!(scan(&t).await.0, 46);
+}
