@@ -19,7 +19,38 @@
 
 use std::collections::HashMap;
 
-use iceberg::spec::{ManifestContentType, ManifestFile, ManifestStatus, TableMetadata};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use iceberg::io::FileIO;
+use iceberg::spec::{Manifest, ManifestContentType, ManifestFile, ManifestStatus, TableMetadata};
+
+use crate::error::{Error, Result};
+
+/// Manifests read at once.
+const LOAD_CONCURRENCY: usize = 16;
+
+/// Load manifests concurrently, in order, each with its list entry (inherited values such
+/// as sequence numbers filled in).
+pub async fn load_manifests(
+    file_io: &FileIO,
+    manifests: Vec<ManifestFile>,
+) -> Result<Vec<(ManifestFile, Manifest)>> {
+    stream::iter(manifests)
+        .map(|m| {
+            let file_io = file_io.clone();
+            async move {
+                match m.load_manifest(&file_io).await {
+                    Ok(manifest) => Ok((m, manifest)),
+                    Err(e) => Err(Error::iceberg(
+                        format!("read manifest {}", m.manifest_path),
+                        e,
+                    )),
+                }
+            }
+        })
+        .buffered(LOAD_CONCURRENCY)
+        .try_collect()
+        .await
+}
 
 /// Maintenance settings read from a table's properties.
 #[derive(Debug, Clone, PartialEq, Eq)]

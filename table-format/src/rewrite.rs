@@ -12,7 +12,6 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
-use futures::stream::{self, StreamExt, TryStreamExt};
 use iceberg::spec::{
     DataFile, ManifestFile, ManifestListWriter, ManifestWriterBuilder, Operation, PrimitiveLiteral,
     Snapshot, SnapshotSummaryCollector, Summary, TableMetadataBuilder, MAIN_BRANCH,
@@ -59,30 +58,21 @@ pub async fn live_files(table: &Table) -> Result<Vec<LiveFile>> {
     let list = it.manifest_list_reader(current).load().await.map_err(|e| {
         Error::iceberg(format!("read manifest list {}", current.manifest_list()), e)
     })?;
-    let file_io = table.file_io().clone();
-    let per_manifest: Vec<Vec<LiveFile>> = stream::iter(list.entries().to_vec())
-        .map(|m| {
-            let file_io = file_io.clone();
-            async move {
-                let manifest = m
-                    .load_manifest(&file_io)
-                    .await
-                    .map_err(|e| Error::iceberg(format!("read manifest {}", m.manifest_path), e))?;
-                Ok::<_, Error>(
-                    manifest
-                        .entries()
-                        .iter()
-                        .filter(|e| e.is_alive())
-                        .map(|e| LiveFile {
-                            data_file: e.data_file().clone(),
-                        })
-                        .collect(),
-                )
-            }
+    let loaded =
+        crate::maintenance::load_manifests(table.file_io(), list.entries().to_vec()).await?;
+    let per_manifest: Vec<Vec<LiveFile>> = loaded
+        .into_iter()
+        .map(|(_, manifest)| {
+            manifest
+                .entries()
+                .iter()
+                .filter(|e| e.is_alive())
+                .map(|e| LiveFile {
+                    data_file: e.data_file().clone(),
+                })
+                .collect()
         })
-        .buffered(16)
-        .try_collect()
-        .await?;
+        .collect();
     Ok(per_manifest.into_iter().flatten().collect())
 }
 
@@ -106,10 +96,7 @@ impl Table {
         let added_manifest = if added.is_empty() {
             None
         } else {
-            Some(
-                self.write_added_manifest(&added, snapshot_id, &write_id)
-                    .await?,
-            )
+            Some(self.write_manifest(&added, snapshot_id, &write_id).await?)
         };
         let removed_set: HashSet<&str> = removed.iter().map(String::as_str).collect();
         for attempt in 0..MAX_ATTEMPTS {
@@ -154,35 +141,6 @@ impl Table {
         })
     }
 
-    async fn write_added_manifest(
-        &self,
-        files: &[DataFile],
-        snapshot_id: i64,
-        write_id: &str,
-    ) -> Result<ManifestFile> {
-        let location = format!("{}/metadata/{write_id}-m0.avro", self.location());
-        let output = self
-            .file_io()
-            .new_output(&location)
-            .map_err(|e| Error::iceberg(format!("open manifest {location}"), e))?;
-        let mut writer = ManifestWriterBuilder::new(
-            output,
-            Some(snapshot_id),
-            self.metadata().current_schema().clone(),
-            self.metadata().default_partition_spec().as_ref().clone(),
-        )
-        .build_v2_data();
-        for f in files {
-            writer
-                .add_file(f.clone(), -1)
-                .map_err(|e| Error::iceberg(format!("add {} to manifest", f.file_path()), e))?;
-        }
-        writer
-            .write_manifest_file()
-            .await
-            .map_err(|e| Error::iceberg(format!("write manifest {location}"), e))
-    }
-
     #[allow(clippy::too_many_arguments)]
     async fn build_rewrite(
         &self,
@@ -206,21 +164,8 @@ impl Table {
         let list = it.manifest_list_reader(&parent).load().await.map_err(|e| {
             Error::iceberg(format!("read manifest list {}", parent.manifest_list()), e)
         })?;
-        let file_io = self.file_io().clone();
-        let loaded: Vec<(ManifestFile, iceberg::spec::Manifest)> =
-            stream::iter(list.entries().to_vec())
-                .map(|m| {
-                    let file_io = file_io.clone();
-                    async move {
-                        let manifest = m.load_manifest(&file_io).await.map_err(|e| {
-                            Error::iceberg(format!("read manifest {}", m.manifest_path), e)
-                        })?;
-                        Ok::<_, Error>((m, manifest))
-                    }
-                })
-                .buffered(16)
-                .try_collect()
-                .await?;
+        let loaded =
+            crate::maintenance::load_manifests(self.file_io(), list.entries().to_vec()).await?;
         // Validate: every file to remove is live in this base.
         let mut found: HashMap<String, DataFile> = HashMap::new();
         for (_, manifest) in &loaded {

@@ -1054,7 +1054,7 @@ impl Table {
         }
     }
 
-    async fn write_manifest(
+    pub(crate) async fn write_manifest(
         &self,
         files: &[DataFile],
         snapshot_id: i64,
@@ -1283,25 +1283,8 @@ impl Table {
         )
         .build_v2_data();
         // Read the sources concurrently (a merge reads up to min-count-to-merge manifests).
-        // Owned clones keep the future `Send` for callers that spawn appends.
-        use futures::{StreamExt, TryStreamExt};
         let owned: Vec<ManifestFile> = sources.iter().map(|m| (*m).clone()).collect();
-        let loaded: Vec<(ManifestFile, iceberg::spec::Manifest)> = futures::stream::iter(owned)
-            .map(|source| {
-                let file_io = self.file_io.clone();
-                async move {
-                    match source.load_manifest(&file_io).await {
-                        Ok(m) => Ok((source, m)),
-                        Err(e) => Err(Error::iceberg(
-                            format!("read manifest {} to merge it", source.manifest_path),
-                            e,
-                        )),
-                    }
-                }
-            })
-            .buffered(16)
-            .try_collect()
-            .await?;
+        let loaded = maintenance::load_manifests(&self.file_io, owned).await?;
         for (source, manifest) in loaded {
             for entry in manifest.entries() {
                 if !maintenance::keep_entry(entry.status()) {

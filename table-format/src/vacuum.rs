@@ -189,27 +189,17 @@ pub async fn vacuum(table: &mut Table, grace: Duration, dry_run: bool) -> Result
             }
         }
     }
-    let file_io = table.file_io().clone();
-    let files: Vec<Vec<String>> = stream::iter(manifests)
-        .map(|m| {
-            let file_io = file_io.clone();
-            async move {
-                let manifest = m
-                    .load_manifest(&file_io)
-                    .await
-                    .map_err(|e| Error::iceberg(format!("read manifest {}", m.manifest_path), e))?;
-                Ok::<_, Error>(
-                    manifest
-                        .entries()
-                        .iter()
-                        .map(|e| e.data_file().file_path().to_string())
-                        .collect(),
-                )
-            }
+    let files: Vec<Vec<String>> = crate::maintenance::load_manifests(table.file_io(), manifests)
+        .await?
+        .into_iter()
+        .map(|(_, manifest)| {
+            manifest
+                .entries()
+                .iter()
+                .map(|e| e.data_file().file_path().to_string())
+                .collect()
         })
-        .buffered(16)
-        .try_collect()
-        .await?;
+        .collect();
     referenced.extend(files.into_iter().flatten());
     // Compare on store keys, so `file:/` and `file:///` spellings agree.
     let referenced_keys: HashSet<String> = referenced

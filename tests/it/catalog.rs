@@ -230,22 +230,12 @@ async fn pyiceberg_reads_the_published_sql_catalog() {
     let r = floe_catalog::sql::publish(&cat, &db, "floe").await.unwrap();
     assert_eq!((r.tables, r.removed), (2, 1));
 
-    let out = std::process::Command::new(python())
-        .args([
-            "tests/interop/read_sql_catalog.py",
-            db.to_str().unwrap(),
-            "floe",
-            "fleet",
-        ])
-        .current_dir(repo_root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = run_python(&[
+        "tests/interop/read_sql_catalog.py",
+        db.to_str().unwrap(),
+        "floe",
+        "fleet",
+    ]);
     assert_eq!(got["namespaces"], serde_json::json!(["fleet"]));
     assert_eq!(got["properties"]["owner"], "ops");
     let tables = got["tables"].as_object().unwrap();
@@ -439,22 +429,12 @@ async fn floe_and_pyiceberg_commit_concurrently_through_one_sql_catalog() {
     }
     let total = py_commits * py_rows + acked.len() * floe_rows;
     assert_eq!(scan(&t).await.0, total);
-    let got = std::process::Command::new(python())
-        .args([
-            "tests/interop/read_sql_catalog.py",
-            db.to_str().unwrap(),
-            "shared",
-            "fleet",
-        ])
-        .current_dir(repo_root())
-        .output()
-        .unwrap();
-    assert!(
-        got.status.success(),
-        "{}",
-        String::from_utf8_lossy(&got.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    let v = run_python(&[
+        "tests/interop/read_sql_catalog.py",
+        db.to_str().unwrap(),
+        "shared",
+        "fleet",
+    ]);
     assert_eq!(v["tables"]["fleet.shared"]["rows"], total as u64);
     assert_eq!(
         v["tables"]["fleet.shared"]["metadata_location"],

@@ -1,29 +1,8 @@
 //! pyiceberg reads what Floe writes; Floe reads what pyiceberg writes.
 
-use std::process::Command;
-
 use floe_table_format::{CommitOptions, Table, TableIdent, Warehouse};
 
 use crate::support::*;
-
-fn run_python(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(python())
-        .args(args)
-        .current_dir(repo_root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "python {args:?} printed no JSON ({e}):\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
 
 #[tokio::test]
 async fn pyiceberg_reads_what_floe_writes() {

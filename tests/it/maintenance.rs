@@ -134,22 +134,12 @@ async fn pyiceberg_reads_merged_and_expired_tables() {
         .unwrap();
     }
     let (n, sum) = scan(&t).await;
-    let out = std::process::Command::new(python())
-        .args([
-            "tests/interop/read_table.py",
-            t.metadata_location(),
-            "--ts-from",
-            "2026-01-04T00:00:00Z",
-        ])
-        .current_dir(repo_root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = run_python(&[
+        "tests/interop/read_table.py",
+        t.metadata_location(),
+        "--ts-from",
+        "2026-01-04T00:00:00Z",
+    ]);
     assert_eq!(got["row_count"], n as u64);
     assert!((got["sum_value"].as_f64().unwrap() - sum).abs() < 1e-6);
     assert!(got["files_filtered"].as_u64().unwrap() < got["files_total"].as_u64().unwrap());
@@ -386,36 +376,14 @@ async fn pyiceberg_reads_a_compacted_table() {
         .unwrap()
         .unwrap();
     let (n, sum) = scan(&t).await;
-    let out = std::process::Command::new(python())
-        .args(["tests/interop/read_table.py", t.metadata_location()])
-        .current_dir(repo_root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = run_python(&["tests/interop/read_table.py", t.metadata_location()]);
     assert_eq!(got["row_count"], n as u64);
     assert_eq!(n, 35);
     assert!((got["sum_value"].as_f64().unwrap() - sum).abs() < 1e-6);
     assert_eq!(got["files_total"], 1);
 
     // After expire + vacuum (same answers) and after retention (fewer rows, as asked).
-    let read = |loc: String| {
-        let out = std::process::Command::new(python())
-            .args(["tests/interop/read_table.py", &loc])
-            .current_dir(repo_root())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    };
+    let read = |loc: String| run_python(&["tests/interop/read_table.py", &loc]);
     floe_table_format::vacuum::expire(&mut t, std::time::Duration::ZERO, 1)
         .await
         .unwrap();
