@@ -9,7 +9,7 @@
 //! | `commit.manifest.target-size-bytes` | 8 MiB |
 //! | `history.expire.max-snapshot-age-ms` | 5 days (Iceberg's default) |
 //! | `history.expire.min-snapshots-to-keep` | 1 (Iceberg's default) |
-//! | `floe.history.max-snapshots` | 200 (a cap, so the metadata JSON stays small however fast a device commits) |
+//! | `floe.history.max-snapshots` | 100 (a cap, so the metadata JSON stays small however fast a device commits; each commit rewrites the whole JSON) |
 //! | `write.metadata.delete-after-commit.enabled` | false (Iceberg's default; when true, expired versions are tombstoned after the commit, one PUT each) |
 //! | `write.metadata.previous-versions-max` | 100 |
 //!
@@ -92,7 +92,7 @@ impl Settings {
                 5 * 24 * 3_600_000i64,
             ),
             min_snapshots_to_keep: prop(p, "history.expire.min-snapshots-to-keep", 1usize).max(1),
-            max_snapshots: prop(p, "floe.history.max-snapshots", 200usize).max(1),
+            max_snapshots: prop(p, "floe.history.max-snapshots", 100usize).max(1),
             delete_after_commit: prop(p, "write.metadata.delete-after-commit.enabled", false),
         }
     }
