@@ -301,18 +301,7 @@ impl Catalog {
             .into());
         }
         let dir = self.warehouse.location(&format!("{}/.floe", ns.path()));
-        let prefix = self.warehouse.object_path(&dir)?;
-        use futures::TryStreamExt;
-        let objects: Vec<_> = self
-            .warehouse
-            .store()
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|source| floe_table_format::Error::List {
-                location: dir.clone(),
-                source,
-            })?;
+        let objects = self.warehouse.list_all(&dir).await?;
         if objects.is_empty() && !self.namespace_exists(ns).await? {
             return Err(Error::NamespaceNotFound {
                 namespace: ns.to_string(),

@@ -472,17 +472,14 @@ impl Catalog {
 
     /// Delete every object under `location`; returns how many there were.
     async fn delete_prefix(&self, location: &str) -> Result<usize> {
-        let prefix = self.warehouse.object_path(location)?;
         let store = self.warehouse.store();
-        let keys: Vec<Path> = store
-            .list(Some(&prefix))
-            .map_ok(|m| m.location)
-            .try_collect()
-            .await
-            .map_err(|source| floe_table_format::Error::List {
-                location: location.to_string(),
-                source,
-            })?;
+        let keys: Vec<Path> = self
+            .warehouse
+            .list_all(location)
+            .await?
+            .into_iter()
+            .map(|m| m.location)
+            .collect();
         let n = keys.len();
         store
             .delete_stream(stream::iter(keys.into_iter().map(Ok)).boxed())

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 
-use futures::TryStreamExt;
 use iceberg::spec::Schema;
 use object_store::{ObjectStoreExt, PutMode, PutOptions};
 use serde::{Deserialize, Serialize};
@@ -95,16 +94,7 @@ fn folder(warehouse: &Warehouse, ns: &Namespace) -> String {
 /// The newest version of a namespace object: (version, doc), or None if there is none.
 pub async fn read(warehouse: &Warehouse, ns: &Namespace) -> Result<Option<(u64, NamespaceDoc)>> {
     let dir = folder(warehouse, ns);
-    let prefix = warehouse.object_path(&dir)?;
-    let listed: Vec<_> = warehouse
-        .store()
-        .list(Some(&prefix))
-        .try_collect()
-        .await
-        .map_err(|source| floe_table_format::Error::List {
-            location: dir.clone(),
-            source,
-        })?;
+    let listed = warehouse.list_all(&dir).await?;
     let newest = listed
         .iter()
         .filter_map(|m| {

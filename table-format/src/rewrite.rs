@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use iceberg::spec::{
-    DataFile, ManifestFile, ManifestListWriter, ManifestWriterBuilder, Operation, PrimitiveLiteral,
-    Snapshot, SnapshotSummaryCollector, Summary, TableMetadataBuilder, MAIN_BRANCH,
+    DataFile, ManifestFile, ManifestListWriter, Operation, PrimitiveLiteral, Snapshot,
+    SnapshotSummaryCollector, Summary, TableMetadataBuilder, MAIN_BRANCH,
 };
 use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -86,13 +86,7 @@ impl Table {
         operation: Operation,
     ) -> Result<RewriteReport> {
         let write_id = uuid::Uuid::new_v4().to_string();
-        let snapshot_id = loop {
-            let (a, b) = uuid::Uuid::new_v4().as_u64_pair();
-            let id = ((a ^ b) & (i64::MAX as u64)) as i64;
-            if id != 0 && self.metadata().snapshot_by_id(id).is_none() {
-                break id;
-            }
-        };
+        let snapshot_id = self.fresh_snapshot_id();
         let added_manifest = if added.is_empty() {
             None
         } else {
@@ -203,17 +197,7 @@ impl Table {
                 "{}/metadata/{write_id}-a{attempt}-r{k}.avro",
                 self.location()
             );
-            let output = self
-                .file_io()
-                .new_output(&location)
-                .map_err(|e| Error::iceberg(format!("open manifest {location}"), e))?;
-            let mut writer = ManifestWriterBuilder::new(
-                output,
-                Some(snapshot_id),
-                schema.clone(),
-                spec.as_ref().clone(),
-            )
-            .build_v2_data();
+            let mut writer = self.new_manifest_writer(&location, snapshot_id)?;
             for e in manifest.entries().iter().filter(|e| e.is_alive()) {
                 let (Some(snap), Some(seq)) = (e.snapshot_id(), e.sequence_number()) else {
                     return Err(Error::CorruptMetadata {
@@ -309,13 +293,7 @@ impl Table {
                 additional_properties: props,
             })
             .with_schema_id(base.current_schema_id())
-            .with_timestamp_ms(
-                (std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis() as i64)
-                    .unwrap_or(0))
-                .max(base.last_updated_ms() + 1),
-            )
+            .with_timestamp_ms(crate::table::now_ms().max(base.last_updated_ms() + 1))
             .build();
         TableMetadataBuilder::new_from_metadata(base, Some(self.metadata_location().to_string()))
             .set_branch_snapshot(snapshot, MAIN_BRANCH)

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use iceberg::io::FileIO;
 use iceberg::spec::{
-    DataFile, FormatVersion, ManifestFile, ManifestListWriter, ManifestWriterBuilder, Operation,
-    Schema, Snapshot, SnapshotSummaryCollector, SortOrder, Summary, TableMetadata,
-    TableMetadataBuilder, UnboundPartitionSpec, MAIN_BRANCH, UNASSIGNED_SEQUENCE_NUMBER,
+    DataFile, FormatVersion, ManifestFile, ManifestListWriter, ManifestWriter,
+    ManifestWriterBuilder, Operation, Schema, Snapshot, SnapshotSummaryCollector, SortOrder,
+    Summary, TableMetadata, TableMetadataBuilder, UnboundPartitionSpec, MAIN_BRANCH,
+    UNASSIGNED_SEQUENCE_NUMBER,
 };
 use object_store::{ObjectStoreExt, PutMode, PutOptions};
 use tracing::Instrument;
@@ -116,7 +117,8 @@ pub struct Table {
     list_cache: Option<(i64, Arc<Vec<ManifestFile>>)>,
 }
 
-fn now_ms() -> i64 {
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -1044,7 +1046,8 @@ impl Table {
         }
     }
 
-    fn fresh_snapshot_id(&self) -> i64 {
+    /// A random positive snapshot id not used by any snapshot of the loaded metadata.
+    pub(crate) fn fresh_snapshot_id(&self) -> i64 {
         loop {
             let (a, b) = uuid::Uuid::new_v4().as_u64_pair();
             let id = ((a ^ b) & (i64::MAX as u64)) as i64;
@@ -1054,6 +1057,27 @@ impl Table {
         }
     }
 
+    /// A v2 data-manifest writer at `location` for `snapshot_id`, with the current schema
+    /// and the default partition spec (the spec DataWriter writes with; DataFile hides its
+    /// spec id in iceberg 0.10).
+    pub(crate) fn new_manifest_writer(
+        &self,
+        location: &str,
+        snapshot_id: i64,
+    ) -> Result<ManifestWriter> {
+        let output = self
+            .file_io
+            .new_output(location)
+            .map_err(|e| Error::iceberg(format!("open manifest {location}"), e))?;
+        Ok(ManifestWriterBuilder::new(
+            output,
+            Some(snapshot_id),
+            self.metadata.current_schema().clone(),
+            self.metadata.default_partition_spec().as_ref().clone(),
+        )
+        .build_v2_data())
+    }
+
     pub(crate) async fn write_manifest(
         &self,
         files: &[DataFile],
@@ -1061,19 +1085,7 @@ impl Table {
         write_id: &str,
     ) -> Result<ManifestFile> {
         let location = format!("{}/metadata/{write_id}-m0.avro", self.location);
-        let output = self
-            .file_io
-            .new_output(&location)
-            .map_err(|e| Error::iceberg(format!("open manifest {location}"), e))?;
-        // DataWriter writes with the default spec; DataFile hides its spec id in iceberg 0.10.
-        let spec = self.metadata.default_partition_spec();
-        let mut writer = ManifestWriterBuilder::new(
-            output,
-            Some(snapshot_id),
-            self.metadata.current_schema().clone(),
-            spec.as_ref().clone(),
-        )
-        .build_v2_data();
+        let mut writer = self.new_manifest_writer(&location, snapshot_id)?;
         for f in files {
             writer
                 .add_file(f.clone(), -1)
@@ -1270,18 +1282,7 @@ impl Table {
         name: &str,
     ) -> Result<ManifestFile> {
         let location = format!("{}/metadata/{name}.avro", self.location);
-        let spec = self.metadata.default_partition_spec();
-        let output = self
-            .file_io
-            .new_output(&location)
-            .map_err(|e| Error::iceberg(format!("open manifest {location}"), e))?;
-        let mut writer = ManifestWriterBuilder::new(
-            output,
-            Some(snapshot_id),
-            self.metadata.current_schema().clone(),
-            spec.as_ref().clone(),
-        )
-        .build_v2_data();
+        let mut writer = self.new_manifest_writer(&location, snapshot_id)?;
         // Read the sources concurrently (a merge reads up to min-count-to-merge manifests).
         let owned: Vec<ManifestFile> = sources.iter().map(|m| (*m).clone()).collect();
         let loaded = maintenance::load_manifests(&self.file_io, owned).await?;
@@ -1310,6 +1311,34 @@ impl Table {
             .write_manifest_file()
             .await
             .map_err(|e| Error::iceberg(format!("write merged manifest {location}"), e))
+    }
+
+    /// Delete objects in one batch (a bulk request on S3), best effort: what fails stays
+    /// for the next vacuum. Returns how many were deleted (or already gone).
+    pub(crate) async fn delete_objects(&self, locations: &[String]) -> usize {
+        use futures::StreamExt;
+        let keys: Vec<_> = locations
+            .iter()
+            .filter_map(|l| self.warehouse.object_path(l).ok())
+            .collect();
+        if keys.is_empty() {
+            return 0;
+        }
+        let n = keys.len();
+        let results: Vec<_> = self
+            .warehouse
+            .store()
+            .delete_stream(futures::stream::iter(keys.into_iter().map(Ok)).boxed())
+            .collect()
+            .await;
+        let failed = results
+            .iter()
+            .filter(|r| matches!(r, Err(e) if !matches!(e, object_store::Error::NotFound { .. })))
+            .count();
+        if failed > 0 {
+            tracing::warn!(table = %self.name, failed, "some objects could not be deleted");
+        }
+        n - failed
     }
 
     /// After a win: tombstone expired metadata versions and delete expired snapshots'
@@ -1345,26 +1374,12 @@ impl Table {
             }
         }
         // Expired snapshots' manifest lists: one batched delete (a bulk request on S3).
-        let keys: Vec<_> = cleanup
+        let lists: Vec<String> = cleanup
             .manifest_lists
-            .iter()
+            .into_iter()
             .filter(|l| l.starts_with(&own))
-            .filter_map(|l| self.warehouse.object_path(l).ok())
             .collect();
-        if !keys.is_empty() {
-            use futures::StreamExt;
-            let results: Vec<_> = self
-                .warehouse
-                .store()
-                .delete_stream(futures::stream::iter(keys.into_iter().map(Ok)).boxed())
-                .collect()
-                .await;
-            for e in results.into_iter().filter_map(|r| r.err()) {
-                if !matches!(e, object_store::Error::NotFound { .. }) {
-                    tracing::warn!(error = %e, "could not delete an expired manifest list");
-                }
-            }
-        }
+        self.delete_objects(&lists).await;
     }
 }
 

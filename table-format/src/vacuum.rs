@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream::{self, StreamExt};
 use iceberg::spec::TableMetadataBuilder;
 
 use crate::error::{Error, Result};
@@ -51,20 +51,13 @@ pub struct ExpireReport {
     pub remaining: usize,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Expire snapshots older than `older_than`, keeping at least the newest `retain_last`.
 pub async fn expire(
     table: &mut Table,
     older_than: Duration,
     retain_last: usize,
 ) -> Result<ExpireReport> {
-    let cutoff = now_ms() - older_than.as_millis() as i64;
+    let cutoff = crate::table::now_ms() - older_than.as_millis() as i64;
     for _ in 0..MAX_ATTEMPTS {
         table.refresh().await?;
         let metadata = table.metadata().as_ref().clone();
@@ -105,7 +98,7 @@ pub async fn expire(
         .metadata;
         match table.claim_next(next).await? {
             Claim::Won(_) => {
-                delete_all(table, lists).await;
+                table.delete_objects(&lists).await;
                 return Ok(ExpireReport {
                     remaining: table.metadata().snapshots().len(),
                     expired,
@@ -126,29 +119,6 @@ pub async fn expire(
         attempts: MAX_ATTEMPTS,
         elapsed: Duration::ZERO,
     })
-}
-
-/// Delete objects (best effort: what fails stays for the next vacuum).
-async fn delete_all(table: &Table, locations: Vec<String>) -> usize {
-    let wh = table.warehouse();
-    let keys: Vec<_> = locations
-        .iter()
-        .filter_map(|l| wh.object_path(l).ok())
-        .collect();
-    let n = keys.len();
-    let results: Vec<_> = wh
-        .store()
-        .delete_stream(stream::iter(keys.into_iter().map(Ok)).boxed())
-        .collect()
-        .await;
-    let failed = results
-        .iter()
-        .filter(|r| matches!(r, Err(e) if !matches!(e, object_store::Error::NotFound { .. })))
-        .count();
-    if failed > 0 {
-        tracing::warn!(failed, "some objects could not be deleted");
-    }
-    n - failed
 }
 
 /// What a vacuum found (and deleted, unless it was a dry run).
@@ -207,15 +177,7 @@ pub async fn vacuum(table: &mut Table, grace: Duration, dry_run: bool) -> Result
         .filter_map(|l| wh.object_path(l).ok().map(|p| p.to_string()))
         .collect();
     let prefix = wh.object_path(table.location())?;
-    let objects: Vec<object_store::ObjectMeta> = wh
-        .store()
-        .list(Some(&prefix))
-        .try_collect()
-        .await
-        .map_err(|source| Error::List {
-            location: table.location().to_string(),
-            source,
-        })?;
+    let objects = wh.list_all(table.location()).await?;
     let cutoff = SystemTime::now() - grace;
     let mut report = VacuumReport {
         referenced: referenced_keys.len(),

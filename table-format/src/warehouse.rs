@@ -146,6 +146,20 @@ impl Warehouse {
         }
     }
 
+    /// Every object under `location` (recursive).
+    pub async fn list_all(&self, location: &str) -> Result<Vec<object_store::ObjectMeta>> {
+        use futures::TryStreamExt;
+        let prefix = self.object_path(location)?;
+        self.store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|source| Error::List {
+                location: location.to_string(),
+                source,
+            })
+    }
+
     /// Map an absolute location (as written in Iceberg metadata) to a key of this store.
     pub fn object_path(&self, location: &str) -> Result<Path> {
         let foreign = || Error::ForeignLocation {

@@ -1,18 +1,9 @@
 //! Bad input through the CLI: one clear error naming the object, non-zero exit, nothing
 //! committed.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::support::*;
-
-fn floe(wh: &str, args: &[&str]) -> Output {
-    Command::new(floe_bin())
-        .arg("--warehouse")
-        .arg(wh)
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()

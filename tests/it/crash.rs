@@ -38,28 +38,17 @@ fn crash_loop(wh: &Warehouse, rounds: usize, seed: u64) {
     }
     let url = wh.url().to_string();
     let bin = floe_bin();
-    let out = Command::new(&bin)
-        .args(["--warehouse", &url, "create", "fleet.crash"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    floe_ok(&url, &["create", "fleet.crash"]);
     // How long an uninterrupted append takes, to spread the kills over it.
     let t0 = Instant::now();
-    let out = Command::new(&bin)
-        .args(["--warehouse", &url, "append", "fleet.crash"])
-        .args(&paths)
-        .args(["--commit-id", "warmup"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let path_args: Vec<&str> = paths.iter().map(|p| p.to_str().unwrap()).collect();
+    let warmup = [
+        &["append", "fleet.crash"][..],
+        &path_args,
+        &["--commit-id", "warmup"],
+    ]
+    .concat();
+    floe_ok(&url, &warmup);
     let span = t0.elapsed().as_micros() as u64;
     let mut rng = Lcg(seed);
     let (mut acked, mut killed) = (vec!["warmup".to_string()], Vec::new());

@@ -45,15 +45,7 @@ fn race(wh: &floe_table_format::Warehouse, dir: &std::path::Path) {
     let (writers, rounds, rows_each) = (4usize, 6usize, 9usize);
     let input = csv(dir, "in.csv", "racer", rows_each);
     let bin = floe_bin();
-    let out = Command::new(&bin)
-        .args(["--warehouse", &url, "create", "fleet.race"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    floe_ok(&url, &["create", "fleet.race"]);
     let mut acked = Vec::new();
     for round in 0..rounds {
         let children: Vec<_> = (0..writers)

@@ -202,3 +202,24 @@ pub fn run_python(args: &[&str]) -> serde_json::Value {
         )
     })
 }
+
+/// Run the `floe` binary on warehouse `wh`.
+pub fn floe(wh: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(floe_bin())
+        .arg("--warehouse")
+        .arg(wh)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Run the `floe` binary on warehouse `wh`; it must succeed.
+pub fn floe_ok(wh: &str, args: &[&str]) -> std::process::Output {
+    let out = floe(wh, args);
+    assert!(
+        out.status.success(),
+        "floe {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
