@@ -226,6 +226,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Sql(args) => crate::sql::run(&catalog, args).await,
         Command::Demo {
             devices,
             commits,

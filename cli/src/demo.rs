@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use floe_catalog::Catalog;
-use floe_query::QueryEngine;
+use floe_query::{EngineOptions, QueryEngine};
 use floe_table_format::schema::{self, DEFAULT_PARTITION};
 use floe_table_format::{CommitOptions, DataWriter, Namespace, TableDefinition, TableIdent};
 
@@ -169,15 +169,12 @@ pub async fn run(
     let written: u64 = results.iter().map(|r| r.1).sum();
     let write_time = started.elapsed();
 
-    // Read everything back through the catalog and SQL, as an analyst would.
-    let engine = QueryEngine::new();
-    let n = engine.register_namespace(catalog, namespace).await?;
+    // Read everything back through the catalog and SQL, as an analyst would: the fleet view
+    // `all_devices` is every device table of the namespace, with a `device` column.
+    let engine = QueryEngine::open(catalog, EngineOptions::default()).await?;
     let tables = catalog.list_tables(namespace).await?;
-    let union = tables
-        .iter()
-        .map(|t| format!("SELECT * FROM {}.{}", namespace, t.name()))
-        .collect::<Vec<_>>()
-        .join(" UNION ALL ");
+    let n = tables.len();
+    let fleet = format!("{namespace}.all_devices");
     let mut expected_total = 0u64;
     for t in &tables {
         let table = catalog.load_table(t).await?;
@@ -190,14 +187,14 @@ pub async fn run(
     }
     let per_metric = engine
         .sql(&format!(
-            "SELECT metric, count(*) AS rows, count(DISTINCT device_id) AS devices, \
+            "SELECT metric, count(*) AS rows, count(DISTINCT device) AS devices, \
              round(avg(value), 2) AS avg, min(value) AS min, max(value) AS max, \
              min(ts) AS first, max(ts) AS last \
-             FROM ({union}) GROUP BY metric ORDER BY metric"
+             FROM {fleet} GROUP BY metric ORDER BY metric"
         ))
         .await?;
     let counted = engine
-        .sql(&format!("SELECT count(*) AS n FROM ({union})"))
+        .sql(&format!("SELECT count(*) AS n FROM {fleet}"))
         .await?;
     let read_back = counted
         .first()
@@ -208,7 +205,6 @@ pub async fn run(
         })
         .map(|a| a.value(0) as u64)
         .unwrap_or(0);
-
     let mut rows: Vec<Vec<String>> = results
         .iter()
         .take(5)
@@ -235,7 +231,7 @@ pub async fn run(
         output::table(&["table", "rows this run", "head version"], &rows)
     );
     println!();
-    println!("read back through SQL ({n} tables in {namespace}):");
+    println!("read back through SQL ({n} tables in {fleet}):");
     println!(
         "{}",
         arrow::util::pretty::pretty_format_batches(&per_metric)?
@@ -245,6 +241,7 @@ pub async fn run(
         "read back {read_back} rows but the tables' snapshots record {expected_total}"
     );
     println!("rows read back: {read_back} = rows recorded in the tables' snapshots ✓");
+    fleet_queries(&engine, &fleet, start_us, commits).await?;
     if let Some(first) = tables.first() {
         let table = catalog.load_table(first).await?;
         println!();
@@ -284,4 +281,87 @@ pub fn sample_batch(schema: &SchemaRef, offset: i64, rows: usize) -> Result<Reco
         )),
     ];
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+/// A few fleet questions, with what each query had to read (the pruning at work).
+async fn fleet_queries(
+    engine: &QueryEngine,
+    fleet: &str,
+    start_us: i64,
+    commits: usize,
+) -> Result<()> {
+    let at = |us: i64| chrono_like(us);
+    let last = start_us + (commits as i64 - 1) * COMMIT_SPAN_S * 1_000_000;
+    let hour = start_us + 3_600_000_000;
+    let queries = [
+        (
+            "one device, one hour".to_string(),
+            format!(
+                "SELECT device, metric, round(avg(value), 2) AS avg FROM {fleet} \
+                 WHERE device = 'dev_0002' AND ts >= '{}' AND ts < '{}' \
+                 GROUP BY device, metric ORDER BY metric",
+                at(start_us),
+                at(hour)
+            ),
+        ),
+        (
+            "peak power per device, last two hours".to_string(),
+            format!(
+                "SELECT device, max(value) AS peak_kw FROM {fleet} \
+                 WHERE metric = 'power_kw' AND ts >= '{}' \
+                 GROUP BY device ORDER BY peak_kw DESC LIMIT 3",
+                at(last)
+            ),
+        ),
+        (
+            "the whole fleet".to_string(),
+            format!("SELECT count(*) AS rows, round(avg(value), 2) AS avg FROM {fleet}"),
+        ),
+    ];
+    println!();
+    println!("fleet queries (tables, files and bytes read of those in scope):");
+    let mut rows = Vec::new();
+    for (what, sql) in &queries {
+        let (_, scans) = engine.explain(sql).await?;
+        let started = Instant::now();
+        let result = engine.sql(sql).await?;
+        let elapsed = started.elapsed();
+        let result_rows: usize = result.iter().map(|b| b.num_rows()).sum();
+        for s in scans {
+            rows.push(vec![
+                what.clone(),
+                format!("{}/{}", s.tables_scanned, s.tables_total),
+                format!(
+                    "{}/{}",
+                    s.files_planned(),
+                    s.files_total.map_or("?".into(), |v| v.to_string())
+                ),
+                format!(
+                    "{}/{}",
+                    output::bytes(s.bytes_planned()),
+                    s.bytes_total.map_or("?".into(), output::bytes)
+                ),
+                result_rows.to_string(),
+                format!("{:.0?}", elapsed),
+            ]);
+        }
+    }
+    print!(
+        "{}",
+        output::table(
+            &["query", "tables", "files", "bytes", "result rows", "time"],
+            &rows
+        )
+    );
+    println!("see any plan with: floe sql --explain \"{}\"", queries[0].1);
+    Ok(())
+}
+
+/// An RFC 3339 UTC timestamp for microseconds since the epoch.
+fn chrono_like(us: i64) -> String {
+    arrow::array::TimestampMicrosecondArray::from(vec![us])
+        .with_timezone("+00:00")
+        .value_as_datetime(0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
 }

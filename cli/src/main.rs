@@ -9,6 +9,7 @@ mod commands;
 mod demo;
 mod namespaces;
 mod output;
+mod sql;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -211,6 +212,11 @@ enum Command {
     #[command(subcommand)]
     Bench(BenchCommand),
     /// Simulate a fleet of devices writing their own tables, then read them back.
+    /// Run SQL over the catalog: every namespace is a schema, every table a table, and
+    /// NAMESPACE.all_devices is every table of a namespace with a `device` column. Time
+    /// travel: "dev_0042@SNAPSHOT_ID" or "dev_0042@2026-11-20T10:00:00Z"; metadata tables:
+    /// "dev_0042$snapshots", $history, $manifests, $files. Without a query, a shell starts.
+    Sql(sql::SqlArgs),
     Demo {
         /// Number of devices (one table each).
         #[arg(long, default_value_t = 20)]

@@ -1,21 +1,42 @@
 //! SQL over Floe tables with DataFusion.
 //!
-//! Tables are registered under their namespace as a schema, so
-//! `SELECT … FROM fleet.dev_0042` works. Scans go through iceberg-datafusion, which prunes
-//! by manifest-list partition summaries, file partition values and column bounds, and
-//! Parquet row-group statistics.
+//! [`QueryEngine::open`] registers every namespace of a catalog as a DataFusion schema, so
+//! `SELECT … FROM fleet.dev_0042` works, and each namespace also has the fleet view
+//! `all_devices` (every table, plus a `device` column with the table name). Names resolve
+//! lazily when a query is planned; see [`namespace`] for time travel (`"dev_0042@…"`) and
+//! metadata tables (`"dev_0042$files"`).
+//!
+//! Pruning happens at every level: a filter on `device` drops whole tables before anything
+//! of theirs is read; iceberg's planner drops manifests by the manifest list's partition
+//! summaries and files by partition values and column bounds; the reader drops row groups
+//! by their statistics and pages by the page index. The files left are spread over all
+//! cores ([`scan`]).
 #![warn(missing_docs)]
 
 use std::sync::Arc;
 
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::catalog::MemorySchemaProvider;
-use datafusion::prelude::SessionContext;
-use datafusion::sql::TableReference;
-use iceberg_datafusion::IcebergStaticTableProvider;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 
 use floe_catalog::Catalog;
-use floe_table_format::{Namespace, Table};
+use floe_table_format::Namespace;
+
+pub mod metadata;
+pub mod namespace;
+pub mod predicate;
+pub mod provider;
+pub mod scan;
+
+pub use scan::ScanSummary;
+
+/// The fleet view every namespace has (a real table may not take this name).
+pub const ALL_DEVICES: &str = "all_devices";
+/// The column of the fleet view holding each row's table name.
+pub const DEVICE_COLUMN: &str = "device";
 
 /// Errors of the query layer.
 #[derive(Debug, thiserror::Error)]
@@ -27,40 +48,101 @@ pub enum Error {
     /// Listing the catalog failed.
     #[error(transparent)]
     Catalog(#[from] floe_catalog::Error),
-    /// Registering a table with DataFusion failed.
-    #[error("register {table} for SQL")]
-    Register {
-        /// The table.
-        table: String,
-        /// The cause.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    /// Planning or running the query failed.
-    #[error("query failed")]
-    Query(#[from] datafusion::error::DataFusionError),
+    /// Planning or running the query failed (DataFusion's message says why; it is not
+    /// repeated as a cause).
+    #[error("{0}")]
+    Query(datafusion::error::DataFusionError),
+}
+
+impl From<datafusion::error::DataFusionError> for Error {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        Self::Query(e)
+    }
 }
 
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// A DataFusion session with Floe tables registered.
+/// How scans behave (the same for every table of a session).
+#[derive(Debug, Clone, Copy)]
+pub struct ScanOptions {
+    /// Use the query's filters to skip tables, manifests, files, row groups and pages.
+    /// Off reads everything and filters afterwards (for tests and comparisons).
+    pub pruning: bool,
+    /// Rows per batch read.
+    pub batch_size: usize,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        Self {
+            pruning: true,
+            batch_size: 8192,
+        }
+    }
+}
+
+/// How a session is set up.
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// Scan behaviour.
+    pub scan: ScanOptions,
+    /// Cap on the memory of sorts, joins and aggregations, which spill to disk beyond it.
+    pub memory_limit: Option<usize>,
+    /// Partitions (threads) per scan and operator; None uses every core.
+    pub target_partitions: Option<usize>,
+    /// The namespace unqualified names resolve in.
+    pub default_namespace: Option<Namespace>,
+}
+
+/// A DataFusion session over a Floe catalog.
 pub struct QueryEngine {
     ctx: SessionContext,
 }
 
-impl Default for QueryEngine {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl QueryEngine {
-    /// An empty session.
-    pub fn new() -> Self {
-        Self {
-            ctx: SessionContext::new(),
+    /// A session with every namespace of `catalog` registered as a schema.
+    pub async fn open(catalog: &Catalog, options: EngineOptions) -> Result<Self> {
+        let engine = Self::empty(&options)?;
+        let catalog = Arc::new(catalog.clone());
+        let df_catalog = engine
+            .ctx
+            .catalog("datafusion")
+            .expect("the default catalog exists");
+        for ns in catalog.list_all_namespaces().await? {
+            let schema =
+                namespace::NamespaceSchema::open(catalog.clone(), ns.clone(), options.scan).await?;
+            df_catalog.register_schema(&ns.to_string(), Arc::new(schema))?;
         }
+        Ok(engine)
+    }
+
+    fn empty(options: &EngineOptions) -> Result<Self> {
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(limit) = options.memory_limit {
+            let pool = TrackConsumersPool::new(
+                FairSpillPool::new(limit),
+                std::num::NonZeroUsize::new(5).expect("5 is not zero"),
+            );
+            runtime = runtime.with_memory_pool(Arc::new(pool));
+        }
+        let mut config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_batch_size(options.scan.batch_size);
+        if let Some(n) = options.target_partitions {
+            config = config.with_target_partitions(n.max(1));
+        }
+        if let Some(ns) = &options.default_namespace {
+            config = config.with_default_catalog_and_schema("datafusion", ns.to_string());
+        }
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime.build_arc()?)
+            .with_default_features()
+            .build();
+        Ok(Self {
+            ctx: SessionContext::new_with_state(state),
+        })
     }
 
     /// The DataFusion session.
@@ -68,53 +150,34 @@ impl QueryEngine {
         &self.ctx
     }
 
-    /// Register one loaded table as `namespace.table` (as of its loaded snapshot).
-    pub async fn register_table(&self, table: &Table) -> Result<()> {
-        let ident = table.ident().ok_or_else(|| Error::Register {
-            table: table.name().to_string(),
-            source: "only tables loaded by name can be registered".into(),
-        })?;
-        let schema_name = ident.namespace().to_string();
-        let catalog = self
-            .ctx
-            .catalog("datafusion")
-            .expect("the default catalog exists");
-        if catalog.schema(&schema_name).is_none() {
-            catalog
-                .register_schema(&schema_name, Arc::new(MemorySchemaProvider::new()))
-                .map_err(Error::Query)?;
-        }
-        let provider = IcebergStaticTableProvider::try_new_from_table(table.iceberg()?)
-            .await
-            .map_err(|e| Error::Register {
-                table: table.name().to_string(),
-                source: Box::new(e),
-            })?;
-        self.ctx
-            .register_table(
-                TableReference::partial(schema_name, ident.name().to_string()),
-                Arc::new(provider),
-            )
-            .map_err(Error::Query)?;
-        Ok(())
-    }
-
-    /// Register every table of a namespace.
-    pub async fn register_namespace(
-        &self,
-        catalog: &Catalog,
-        namespace: &Namespace,
-    ) -> Result<usize> {
-        let idents = catalog.list_tables(namespace).await?;
-        for ident in &idents {
-            let table = catalog.load_table(ident).await?;
-            self.register_table(&table).await?;
-        }
-        Ok(idents.len())
+    /// Plan a statement.
+    pub async fn dataframe(&self, query: &str) -> Result<DataFrame> {
+        Ok(self.ctx.sql(query).await?)
     }
 
     /// Run a query and collect its result.
     pub async fn sql(&self, query: &str) -> Result<Vec<RecordBatch>> {
-        Ok(self.ctx.sql(query).await?.collect().await?)
+        Ok(self.dataframe(query).await?.collect().await?)
     }
+
+    /// The physical plan of a query, and what each of its scans planned.
+    pub async fn explain(&self, query: &str) -> Result<(Arc<dyn ExecutionPlan>, Vec<ScanSummary>)> {
+        let plan = self.dataframe(query).await?.create_physical_plan().await?;
+        let summaries = scan_summaries(&plan);
+        Ok((plan, summaries))
+    }
+}
+
+/// What every Floe scan in a physical plan planned (files and bytes, per table).
+pub fn scan_summaries(plan: &Arc<dyn ExecutionPlan>) -> Vec<ScanSummary> {
+    let mut out = Vec::new();
+    let mut stack = vec![plan.clone()];
+    while let Some(node) = stack.pop() {
+        if let Some(scan) = node.as_any().downcast_ref::<scan::FloeScanExec>() {
+            out.push(scan.summary().clone());
+        }
+        stack.extend(node.children().into_iter().cloned());
+    }
+    out.reverse();
+    out
 }

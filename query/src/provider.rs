@@ -1,0 +1,357 @@
+//! DataFusion table providers: one Floe table (at a snapshot), and a namespace's fleet view
+//! `all_devices`.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::Session;
+use datafusion::common::{DFSchema, DataFusionError, Result as DFResult};
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::logical_expr::utils::expr_to_columns;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use futures::{stream, StreamExt, TryStreamExt};
+
+use crate::predicate::{columns_in, filters_to_predicate};
+use crate::scan::{plan_table, snapshot_totals, FloeScanExec, ScanRequest, ScanSummary};
+use crate::{ScanOptions, DEVICE_COLUMN};
+
+/// Tables planned at once by a fleet scan.
+const PLAN_CONCURRENCY: usize = 16;
+
+/// One table as of one snapshot.
+#[derive(Debug, Clone)]
+pub struct FloeTableProvider {
+    label: String,
+    table: iceberg::table::Table,
+    snapshot_id: Option<i64>,
+    schema: SchemaRef,
+    options: ScanOptions,
+}
+
+impl FloeTableProvider {
+    /// A provider for `table` as of `snapshot_id` (None: the current snapshot), with the
+    /// schema that snapshot was written with.
+    pub fn try_new(
+        label: String,
+        table: iceberg::table::Table,
+        snapshot_id: Option<i64>,
+        options: ScanOptions,
+    ) -> DFResult<Self> {
+        let metadata = table.metadata();
+        let schema = match snapshot_id {
+            Some(id) => metadata
+                .snapshot_by_id(id)
+                .ok_or_else(|| {
+                    DataFusionError::Plan(format!("{label} has no snapshot {id} (expired?)"))
+                })?
+                .schema(metadata)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?,
+            None => metadata.current_schema().clone(),
+        };
+        let schema = Arc::new(
+            iceberg::arrow::schema_to_arrow_schema(&schema)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?,
+        );
+        Ok(Self {
+            label,
+            table,
+            snapshot_id,
+            schema,
+            options,
+        })
+    }
+}
+
+fn projected(schema: &SchemaRef, projection: Option<&Vec<usize>>) -> DFResult<SchemaRef> {
+    Ok(match projection {
+        Some(p) => Arc::new(schema.project(p)?),
+        None => schema.clone(),
+    })
+}
+
+#[async_trait]
+impl TableProvider for FloeTableProvider {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DFResult<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let output = projected(&self.schema, projection)?;
+        let predicate = filters_to_predicate(filters, &self.schema);
+        let limit = limit.filter(|_| filters.is_empty());
+        let planned = plan_table(
+            ScanRequest {
+                label: self.label.clone(),
+                device: None,
+                table: self.table.clone(),
+                snapshot_id: self.snapshot_id,
+                columns: output.fields().iter().map(|f| f.name().clone()).collect(),
+                predicate: predicate.clone(),
+                limit,
+            },
+            self.options.pruning,
+        )
+        .await?;
+        let summary = ScanSummary {
+            label: self.label.clone(),
+            tables_total: 1,
+            tables_scanned: 0,
+            files_total: planned.files_total,
+            bytes_total: planned.bytes_total,
+            tables: vec![planned],
+            predicate: predicate
+                .filter(|_| self.options.pruning)
+                .map(|p| p.to_string()),
+            partitions: 0,
+        };
+        Ok(Arc::new(FloeScanExec::new(
+            summary,
+            output,
+            state.config().target_partitions(),
+            limit,
+            self.options.pruning,
+            self.options.batch_size,
+        )))
+    }
+}
+
+/// One device table of a fleet view.
+#[derive(Debug, Clone)]
+pub struct FleetMember {
+    /// The table's name: the value of the `device` column.
+    pub name: Arc<str>,
+    /// The table.
+    pub table: iceberg::table::Table,
+    /// The snapshot to read (None: current).
+    pub snapshot_id: Option<i64>,
+    /// The Arrow schema of that snapshot.
+    pub schema: SchemaRef,
+}
+
+/// `NAMESPACE.all_devices`: every table of a namespace, with its name as column `device`.
+///
+/// The schema is `device` followed by the union of the tables' columns by name (a table
+/// lacking a column reads NULL there, as after firmware adds a metric to some devices).
+/// Filters on `device` alone are evaluated against the table names before anything of a
+/// table is read; the other filters prune each table by its own manifests.
+#[derive(Debug, Clone)]
+pub struct FleetProvider {
+    label: String,
+    members: Vec<FleetMember>,
+    schema: SchemaRef,
+    options: ScanOptions,
+}
+
+impl FleetProvider {
+    /// Build the view; fails if two tables disagree on a column's type or a table has its
+    /// own `device` column.
+    pub fn try_new(
+        label: String,
+        mut members: Vec<FleetMember>,
+        options: ScanOptions,
+    ) -> DFResult<Self> {
+        members.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut fields = vec![Field::new(DEVICE_COLUMN, DataType::Utf8, false)];
+        let mut seen: HashMap<String, (DataType, Arc<str>)> = HashMap::new();
+        for m in &members {
+            for f in m.schema.fields() {
+                if f.name() == DEVICE_COLUMN {
+                    return Err(DataFusionError::Plan(format!(
+                        "{label}: table {} has its own column `{DEVICE_COLUMN}`, which the \
+                         fleet view reserves for the table name",
+                        m.name
+                    )));
+                }
+                match seen.get(f.name()) {
+                    Some((ty, _)) if ty == f.data_type() => {}
+                    Some((ty, first)) => {
+                        return Err(DataFusionError::Plan(format!(
+                            "{label}: column `{}` is {ty} in table {first} but {} in table {}",
+                            f.name(),
+                            f.data_type(),
+                            m.name
+                        )))
+                    }
+                    None => {
+                        seen.insert(f.name().clone(), (f.data_type().clone(), m.name.clone()));
+                        fields.push(Field::new(f.name(), f.data_type().clone(), true));
+                    }
+                }
+            }
+        }
+        Ok(Self {
+            label,
+            members,
+            schema: Arc::new(Schema::new(fields)),
+            options,
+        })
+    }
+
+    /// Which members the filters on `device` alone keep.
+    fn devices_kept(&self, state: &dyn Session, filters: &[Expr]) -> DFResult<Vec<bool>> {
+        let mut keep = vec![true; self.members.len()];
+        let device_schema = Arc::new(Schema::new(vec![Field::new(
+            DEVICE_COLUMN,
+            DataType::Utf8,
+            false,
+        )]));
+        let names = StringArray::from_iter_values(self.members.iter().map(|m| &*m.name));
+        let batch = RecordBatch::try_new(device_schema.clone(), vec![Arc::new(names)])?;
+        let df_schema = DFSchema::try_from(device_schema.as_ref().clone())?;
+        for filter in filters.iter().filter(|f| only_device(f)) {
+            let expr = datafusion::logical_expr::expr_rewriter::unnormalize_col(filter.clone());
+            let physical = state.create_physical_expr(expr, &df_schema)?;
+            let result = physical.evaluate(&batch)?.into_array(batch.num_rows())?;
+            let result = result.as_boolean_opt().ok_or_else(|| {
+                DataFusionError::Internal("a filter on device is not boolean".into())
+            })?;
+            for (i, k) in keep.iter_mut().enumerate() {
+                *k &= result.is_valid(i) && result.value(i);
+            }
+        }
+        Ok(keep)
+    }
+}
+
+fn referenced(expr: &Expr) -> Vec<String> {
+    let mut columns = std::collections::HashSet::new();
+    let _ = expr_to_columns(expr, &mut columns);
+    columns.into_iter().map(|c| c.name).collect()
+}
+
+fn only_device(expr: &Expr) -> bool {
+    let columns = referenced(expr);
+    !columns.is_empty() && columns.iter().all(|c| c == DEVICE_COLUMN)
+}
+
+#[async_trait]
+impl TableProvider for FleetProvider {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DFResult<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let output = projected(&self.schema, projection)?;
+        let keep = if self.options.pruning {
+            self.devices_kept(state, filters)?
+        } else {
+            vec![true; self.members.len()]
+        };
+        let data_filters: Vec<Expr> = filters
+            .iter()
+            .filter(|f| !referenced(f).iter().any(|c| c == DEVICE_COLUMN))
+            .cloned()
+            .collect();
+        let limit = limit.filter(|_| filters.is_empty());
+        let requests: Vec<ScanRequest> = self
+            .members
+            .iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(m, _)| {
+                let own: Vec<Expr> = data_filters
+                    .iter()
+                    .filter(|f| columns_in(f, &m.schema))
+                    .cloned()
+                    .collect();
+                ScanRequest {
+                    label: format!("{}.{}", namespace_of(&self.label), m.name),
+                    device: Some(m.name.clone()),
+                    table: m.table.clone(),
+                    snapshot_id: m.snapshot_id,
+                    columns: output
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().clone())
+                        .filter(|c| c != DEVICE_COLUMN && m.schema.field_with_name(c).is_ok())
+                        .collect(),
+                    predicate: filters_to_predicate(&own, &m.schema),
+                    limit,
+                }
+            })
+            .collect();
+        let pruning = self.options.pruning;
+        let tables = stream::iter(requests)
+            .map(|r| plan_table(r, pruning))
+            .buffered(PLAN_CONCURRENCY)
+            .try_collect::<Vec<_>>()
+            .await?;
+        let predicate = filters_to_predicate(&data_filters, &self.schema)
+            .filter(|_| pruning)
+            .map(|p| p.to_string());
+        let totals: Vec<_> = self
+            .members
+            .iter()
+            .map(|m| snapshot_totals(&m.table, m.snapshot_id))
+            .collect();
+        let summary = ScanSummary {
+            label: self.label.clone(),
+            tables_total: self.members.len() as u64,
+            tables_scanned: 0,
+            files_total: totals.iter().map(|t| t.0).sum(),
+            bytes_total: totals.iter().map(|t| t.1).sum(),
+            tables,
+            predicate,
+            partitions: 0,
+        };
+        Ok(Arc::new(FloeScanExec::new(
+            summary,
+            output,
+            state.config().target_partitions(),
+            limit,
+            pruning,
+            self.options.batch_size,
+        )))
+    }
+}
+
+fn namespace_of(label: &str) -> &str {
+    label.rsplit_once('.').map_or(label, |(ns, _)| ns)
+}
