@@ -82,7 +82,7 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         other => return Err(format!("invalid size '{s}': unknown unit '{other}'")),
     };
     let bytes = number * factor;
-    if !(bytes >= 1.0) {
+    if bytes.is_nan() || bytes < 1.0 {
         return Err(format!("invalid size '{s}': must be at least one byte"));
     }
     Ok(bytes as usize)

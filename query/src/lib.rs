@@ -129,6 +129,15 @@ impl QueryEngine {
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_batch_size(options.scan.batch_size);
+        if let Some(limit) = options.memory_limit {
+            // A sort reserves this much up front to merge its spill files (10 MB by
+            // default): under a small pool that reservation alone would fail the query.
+            let execution = &mut config.options_mut().execution;
+            execution.sort_spill_reservation_bytes =
+                execution.sort_spill_reservation_bytes.min(limit / 4);
+            execution.sort_in_place_threshold_bytes =
+                execution.sort_in_place_threshold_bytes.min(limit / 8);
+        }
         if let Some(n) = options.target_partitions {
             config = config.with_target_partitions(n.max(1));
         }

@@ -265,7 +265,10 @@ impl SchemaProvider for NamespaceSchema {
         let snapshot_id = match parsed.as_of {
             AsOf::Current => None,
             other => Some(resolve(&label, &table, other)?.ok_or_else(|| {
-                DataFusionError::Plan(format!("{label} had no snapshot at that time"))
+                DataFusionError::Plan(format!(
+                    "{label} had no snapshot at {}",
+                    name.split_once('@').map_or(name, |(_, when)| when)
+                ))
             })?),
         };
         let label = match parsed.as_of {

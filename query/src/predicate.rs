@@ -11,6 +11,13 @@
 //! becomes `v = 3`). Here two functions keep the two guarantees apart:
 //! - [`implied`] returns a predicate every matching row satisfies (it may keep more);
 //! - [`exact`] returns one that is equivalent, and is the only thing ever negated.
+//!
+//! Floating-point columns are never exact. DataFusion (Arrow's kernels) compares floats by
+//! IEEE total order: NaN sorts above every number (a negative NaN below), and -0.0 below
+//! 0.0. Iceberg's bounds leave NaN out and treat -0.0 and 0.0 as equal. So a float
+//! comparison is pushed only as a weaker predicate: strict bounds become non-strict,
+//! `OR is_nan(column)` keeps files that hold NaN (their NaN count says so), and `<>` /
+//! `NOT IN` are not pushed at all.
 
 use datafusion::arrow::datatypes::{DataType, Schema, TimeUnit};
 use datafusion::common::ScalarValue;
@@ -46,8 +53,43 @@ fn implied(expr: &Expr, schema: &Schema) -> Option<Predicate> {
                 (None, None) => None,
             },
             Operator::Or => Some(implied(left, schema)?.or(implied(right, schema)?)),
-            _ => None,
+            _ => {
+                let (name, ty, literal, op) = comparison(left, *op, right, schema)?;
+                if !is_float(&ty) {
+                    return None;
+                }
+                let r = Reference::new(name.clone());
+                let p = match op {
+                    Operator::Eq => r.equal_to(literal),
+                    Operator::Lt | Operator::LtEq => r.less_than_or_equal_to(literal),
+                    Operator::Gt | Operator::GtEq => r.greater_than_or_equal_to(literal),
+                    _ => return None,
+                };
+                Some(p.or(Reference::new(name).is_nan()))
+            }
         },
+        Expr::InList(list) if !list.negated => {
+            let (name, ty) = column(&list.expr, schema)?;
+            if !is_float(&ty) {
+                return None;
+            }
+            let datums = datums(&list.list, &ty)?;
+            Some(
+                Reference::new(name.clone())
+                    .is_in(datums)
+                    .or(Reference::new(name).is_nan()),
+            )
+        }
+        Expr::Between(b) if !b.negated => {
+            let (name, ty) = column(&b.expr, schema)?;
+            if !is_float(&ty) {
+                return None;
+            }
+            let inside = Reference::new(name.clone())
+                .greater_than_or_equal_to(datum(&b.low, &ty)?)
+                .and(Reference::new(name.clone()).less_than_or_equal_to(datum(&b.high, &ty)?));
+            Some(inside.or(Reference::new(name).is_nan()))
+        }
         _ => None,
     }
 }
@@ -58,24 +100,12 @@ fn exact(expr: &Expr, schema: &Schema) -> Option<Predicate> {
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
             Operator::And => Some(exact(left, schema)?.and(exact(right, schema)?)),
             Operator::Or => Some(exact(left, schema)?.or(exact(right, schema)?)),
-            Operator::Eq
-            | Operator::NotEq
-            | Operator::Lt
-            | Operator::LtEq
-            | Operator::Gt
-            | Operator::GtEq => {
-                let (column, literal, op) = match (column(left, schema), column(right, schema)) {
-                    (Some(c), None) => {
-                        let d = datum(right, &c.1)?;
-                        (c, d, *op)
-                    }
-                    (None, Some(c)) => {
-                        let d = datum(left, &c.1)?;
-                        (c, d, op.swap()?)
-                    }
-                    _ => return None,
-                };
-                let r = Reference::new(column.0);
+            _ => {
+                let (name, ty, literal, op) = comparison(left, *op, right, schema)?;
+                if is_float(&ty) {
+                    return None;
+                }
+                let r = Reference::new(name);
                 Some(match op {
                     Operator::Eq => r.equal_to(literal),
                     Operator::NotEq => r.not_equal_to(literal),
@@ -86,23 +116,19 @@ fn exact(expr: &Expr, schema: &Schema) -> Option<Predicate> {
                     _ => return None,
                 })
             }
-            _ => None,
         },
         // NOT of an exact predicate is exact; iceberg pushes the negation into the leaves,
         // which is sound under SQL's three-valued logic.
         Expr::Not(inner) => Some(!exact(inner, schema)?),
+        // NaN is not NULL, so these are exact for floats too.
         Expr::IsNull(inner) => Some(Reference::new(column(inner, schema)?.0).is_null()),
         Expr::IsNotNull(inner) => Some(Reference::new(column(inner, schema)?.0).is_not_null()),
         Expr::InList(list) => {
             let (name, ty) = column(&list.expr, schema)?;
-            let datums = list
-                .list
-                .iter()
-                .map(|e| datum(e, &ty))
-                .collect::<Option<Vec<_>>>()?;
-            if datums.is_empty() {
+            if is_float(&ty) {
                 return None;
             }
+            let datums = datums(&list.list, &ty)?;
             let r = Reference::new(name);
             Some(if list.negated {
                 r.is_not_in(datums)
@@ -112,6 +138,9 @@ fn exact(expr: &Expr, schema: &Schema) -> Option<Predicate> {
         }
         Expr::Between(b) => {
             let (name, ty) = column(&b.expr, schema)?;
+            if is_float(&ty) {
+                return None;
+            }
             let low = datum(&b.low, &ty)?;
             let high = datum(&b.high, &ty)?;
             let inside = Reference::new(name.clone())
@@ -121,6 +150,51 @@ fn exact(expr: &Expr, schema: &Schema) -> Option<Predicate> {
         }
         _ => None,
     }
+}
+
+/// `column op literal` (either way round; a literal on the left swaps the operator) for a
+/// comparison operator: the column's name and type, the literal, and the operator as seen
+/// from the column.
+fn comparison(
+    left: &Expr,
+    op: Operator,
+    right: &Expr,
+    schema: &Schema,
+) -> Option<(String, DataType, Datum, Operator)> {
+    if !matches!(
+        op,
+        Operator::Eq
+            | Operator::NotEq
+            | Operator::Lt
+            | Operator::LtEq
+            | Operator::Gt
+            | Operator::GtEq
+    ) {
+        return None;
+    }
+    match (column(left, schema), column(right, schema)) {
+        (Some((name, ty)), None) => {
+            let d = datum(right, &ty)?;
+            Some((name, ty, d, op))
+        }
+        (None, Some((name, ty))) => {
+            let d = datum(left, &ty)?;
+            Some((name, ty, d, op.swap()?))
+        }
+        _ => None,
+    }
+}
+
+fn datums(list: &[Expr], ty: &DataType) -> Option<Vec<Datum>> {
+    let datums = list
+        .iter()
+        .map(|e| datum(e, ty))
+        .collect::<Option<Vec<_>>>()?;
+    (!datums.is_empty()).then_some(datums)
+}
+
+fn is_float(ty: &DataType) -> bool {
+    matches!(ty, DataType::Float32 | DataType::Float64)
 }
 
 /// A plain column of a primitive type Floe can compare, with its Arrow type.
@@ -205,7 +279,7 @@ mod tests {
             .gt(lit(1.0))
             .and(datafusion::functions::string::expr_fn::upper(col("metric")).eq(lit("A"))));
         assert_eq!(convert(e), None);
-        let e = !(col("value").gt(lit(1.0)).and(col("n").eq(lit(3i64))));
+        let e = !(col("n").gt(lit(1i64)).and(col("metric").eq(lit("a"))));
         assert!(convert(e).is_some());
     }
 
@@ -231,6 +305,21 @@ mod tests {
         assert_eq!(convert(col("n").eq(lit(3i32))), None);
         assert_eq!(convert(col("value").gt(lit(f64::NAN))), None);
         assert_eq!(convert(col("missing").eq(lit(1i64))), None);
+    }
+
+    #[test]
+    fn float_comparisons_keep_nan_and_negative_zero() {
+        // DataFusion: NaN > 1 is true, -0.0 < 0.0 is true; Iceberg bounds know neither.
+        let p = convert(col("value").gt(lit(1.0))).unwrap();
+        assert!(p.contains(">= 1") && p.contains("IS NAN"), "{p}");
+        let p = convert(col("value").lt(lit(0.0))).unwrap();
+        assert!(p.contains("<= 0") && p.contains("IS NAN"), "{p}");
+        // Never negated, never pushed as <> / NOT IN.
+        assert_eq!(convert(!col("value").lt_eq(lit(49.5))), None);
+        assert_eq!(convert(col("value").not_eq(lit(1.0))), None);
+        assert_eq!(convert(col("value").in_list(vec![lit(1.0)], true)), None);
+        // Other types stay exact: NOT is pushed.
+        assert!(convert(!col("n").lt_eq(lit(4i64))).is_some());
     }
 
     #[test]

@@ -86,9 +86,22 @@ impl DataWriter {
                 })
             }
         };
+        // Iceberg's standard page-row limit (default 20,000): smaller pages make the page
+        // index prune finer. Parquet checks the limit once per write batch.
+        let page_rows = match metadata.properties().get("write.parquet.page-row-limit") {
+            None => 20_000,
+            Some(v) => v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                Error::InvalidArgument {
+                    argument: format!("write.parquet.page-row-limit of {}", table.name()),
+                    reason: format!("'{v}' is not a positive number of rows"),
+                }
+            })?,
+        };
         let writer_props = WriterProperties::builder()
             .set_compression(compression)
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_data_page_row_count_limit(page_rows)
+            .set_write_batch_size(page_rows.min(1024))
             .build();
         let location = DefaultLocationGenerator::new(metadata.as_ref())
             .map_err(|e| Error::iceberg("data location", e))?;
