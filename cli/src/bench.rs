@@ -136,7 +136,7 @@ pub async fn catalog(warehouse: &Warehouse, steps: &[usize], repeats: usize) -> 
 
 /// Counts requests by kind on the way to the real store.
 #[derive(Debug)]
-struct Counting {
+pub(crate) struct Counting {
     inner: std::sync::Arc<dyn ObjectStore>,
     counts: [std::sync::atomic::AtomicU64; 5],
 }
@@ -150,6 +150,16 @@ impl std::fmt::Display for Counting {
 }
 
 impl Counting {
+    pub(crate) fn new(inner: std::sync::Arc<dyn ObjectStore>) -> Self {
+        Self {
+            inner,
+            counts: Default::default(),
+        }
+    }
+    /// Requests of every kind so far.
+    pub(crate) fn total(&self) -> u64 {
+        self.snapshot().iter().sum()
+    }
     fn bump(&self, k: usize) {
         self.counts[k].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }

@@ -95,6 +95,25 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Snapshots { table, json } => snapshots(&catalog, &table, json).await,
         Command::Check { table, json } => check(&catalog, &table, json).await,
         Command::Namespace(cmd) => crate::namespaces::run(&catalog, cmd).await,
+        Command::Bench(crate::BenchCommand::Fleet {
+            scale,
+            repeats,
+            dir,
+            python,
+            s3,
+            cases,
+        }) => {
+            let dir = std::path::absolute(&dir)?;
+            crate::bench_fleet::fleet(crate::bench_fleet::FleetBench {
+                scale: crate::bench_fleet::scale(&scale)?,
+                repeats,
+                dir,
+                python,
+                s3,
+                cases,
+            })
+            .await
+        }
         Command::Bench(crate::BenchCommand::Catalog { steps, repeats }) => {
             crate::bench::catalog(catalog.warehouse(), &steps, repeats).await
         }

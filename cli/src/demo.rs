@@ -305,7 +305,7 @@ async fn fleet_queries(
             ),
         ),
         (
-            "peak power per device, last two hours".to_string(),
+            "top 3 devices by peak power, last two hours".to_string(),
             format!(
                 "SELECT device, max(value) AS peak_kw FROM {fleet} \
                  WHERE metric = 'power_kw' AND ts >= '{}' \

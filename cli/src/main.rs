@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 mod bench;
+mod bench_fleet;
 mod commands;
 mod demo;
 mod namespaces;
@@ -294,6 +295,30 @@ struct NamespaceSetArgs {
 /// `floe bench …`
 #[derive(Subcommand, Debug)]
 enum BenchCommand {
+    /// Floe beside its peers on one generated IoT fleet: commit throughput (vs pyiceberg),
+    /// a selective and a full-scan query (vs DataFusion over the same Parquet files, DuckDB,
+    /// pyiceberg), ingest (vs arrow-rs's Parquet writer) and peak memory. Prints medians
+    /// and ratios. The documented way to run it is scripts/bench.sh.
+    Fleet {
+        /// small (a few minutes on 2 cores), medium or large.
+        #[arg(long, default_value = "small")]
+        scale: String,
+        /// Repeats per figure (the median is printed).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Working folder; the generated fleet is kept there and reused.
+        #[arg(long, default_value = "target/bench-fleet")]
+        dir: PathBuf,
+        /// Python of the peers' venv (scripts/setup-bench.sh prints it).
+        #[arg(long, env = "FLOE_BENCH_PYTHON", default_value = ".venv/bench/bin/python")]
+        python: PathBuf,
+        /// Also run the commit case on this S3 prefix, e.g. s3://floe-test/bench.
+        #[arg(long)]
+        s3: Option<String>,
+        /// Only these cases: commits, query, scan, ingest, memory.
+        #[arg(long, value_delimiter = ',')]
+        cases: Vec<String>,
+    },
     /// Create up to N device tables in one namespace; time listing them (Floe vs a raw
     /// LIST) and loading one cold, at each step.
     Catalog {

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The benchmark command: Floe beside its peers on one generated IoT fleet, in one run.
+#   scripts/bench.sh [--scale small|medium|large] [--repeats N] [other `floe bench fleet` flags]
+# Creates the peers' venv (pyiceberg 0.12, DuckDB; from PyPI), starts LocalStack S3 for the
+# S3 commit case, builds a release `floe` (about 20 minutes the first time on 2 cores), and
+# prints medians and Floe/peer ratios. The generated fleet is kept in target/bench-fleet.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+FLOE_BENCH_PYTHON="$(scripts/setup-bench.sh | tail -n 1)"
+export FLOE_BENCH_PYTHON
+
+started_here=0
+if ! scripts/localstack.sh status >/dev/null 2>&1; then started_here=1; fi
+eval "$(scripts/localstack.sh start)"
+if [ "$started_here" = 1 ]; then trap 'scripts/localstack.sh stop >&2 || true' EXIT; fi
+
+cargo build --release -p floe-cli --bin floe >&2
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GB; $(date -u +%Y-%m-%d)" >&2
+target/release/floe bench fleet --s3 "$FLOE_TEST_S3_URL/bench" "$@"
