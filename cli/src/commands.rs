@@ -226,7 +226,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        #[cfg(feature = "query")]
         Command::Sql(args) => crate::sql::run(&catalog, args).await,
+        Command::Sync(args) => crate::sync::run(&catalog, args).await,
         Command::Demo {
             devices,
             commits,

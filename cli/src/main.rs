@@ -9,7 +9,9 @@ mod commands;
 mod demo;
 mod namespaces;
 mod output;
+#[cfg(feature = "query")]
 mod sql;
+mod sync;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -211,12 +213,17 @@ enum Command {
     /// Benchmarks (figures side by side with a baseline; not tests).
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Simulate a fleet of devices writing their own tables, then read them back.
+    /// Project local tables into a cloud warehouse (offline-first gateways): every local
+    /// append the cloud has not seen becomes one cloud append, oldest first, after its data
+    /// files are copied. Safe to kill and rerun; a second run changes nothing.
+    Sync(sync::SyncArgs),
     /// Run SQL over the catalog: every namespace is a schema, every table a table, and
     /// NAMESPACE.all_devices is every table of a namespace with a `device` column. Time
     /// travel: "dev_0042@SNAPSHOT_ID" or "dev_0042@2026-11-20T10:00:00Z"; metadata tables:
     /// "dev_0042$snapshots", $history, $manifests, $files. Without a query, a shell starts.
+    #[cfg(feature = "query")]
     Sql(sql::SqlArgs),
+    /// Simulate a fleet of devices writing their own tables, then read them back.
     Demo {
         /// Number of devices (one table each).
         #[arg(long, default_value_t = 20)]

@@ -33,6 +33,7 @@ pub mod pointer;
 pub mod rewrite;
 pub mod schema;
 pub mod storage;
+pub mod sync;
 pub mod table;
 pub mod vacuum;
 pub mod version;
