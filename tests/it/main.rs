@@ -13,3 +13,4 @@ mod maintenance;
 mod race;
 mod roundtrip;
 mod support;
+mod sync;
