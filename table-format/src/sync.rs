@@ -51,8 +51,9 @@ pub const SOURCE_TABLE_KEY: &str = "floe.sync.source-table-uuid";
 /// Objects up to this size are copied with one PUT; larger ones as a multipart upload.
 const MULTIPART_THRESHOLD: u64 = 8 << 20;
 
-/// Part size of multipart copies.
-const PART_SIZE: usize = 8 << 20;
+/// Part size of multipart copies (S3's minimum; with two parts in flight a copy holds
+/// about 10 MiB, which keeps a gateway's memory small).
+const PART_SIZE: usize = 5 << 20;
 
 /// The cloud table property holding the watermark of the local table `local_uuid`.
 pub fn cloud_watermark_key(local_uuid: &uuid::Uuid) -> String {
@@ -504,7 +505,7 @@ async fn copy_object(
             if let Some(l) = &options.limiter {
                 l.take(chunk.len() as u64).await;
             }
-            writer.wait_for_capacity(2).await.map_err(write_err)?;
+            writer.wait_for_capacity(1).await.map_err(write_err)?;
             options.progress.copied(chunk.len() as u64);
             writer.put(chunk);
         }
@@ -832,6 +833,157 @@ mod tests {
             cloud_path("file:///a/t", "s3://b/t", "s3://elsewhere/p/y.parquet"),
             "s3://b/t/data/external/y.parquet"
         );
+    }
+
+    use iceberg::spec::{Summary, MAIN_BRANCH};
+
+    /// Metadata with snapshots 1..=ops.len() (id = sequence number = k, each the parent of
+    /// the next), then the snapshots in `expired` removed.
+    fn history(ops: &[Operation], expired: &[i64]) -> TableMetadata {
+        let schema = crate::schema::default_iot_schema();
+        let partition = crate::schema::parse_partition_spec("day(ts)", &schema).unwrap();
+        let mut m = Table::first_metadata(
+            "memory://t/ns/t",
+            TableDefinition {
+                schema,
+                partition,
+                properties: HashMap::new(),
+            },
+        )
+        .unwrap();
+        for (i, op) in ops.iter().enumerate() {
+            let k = i as i64 + 1;
+            let snapshot = Snapshot::builder()
+                .with_snapshot_id(k)
+                .with_parent_snapshot_id((k > 1).then_some(k - 1))
+                .with_sequence_number(k)
+                .with_timestamp_ms(crate::table::now_ms() + 1_000 + k)
+                .with_manifest_list(format!("memory://t/ns/t/metadata/snap-{k}.avro"))
+                .with_summary(Summary {
+                    operation: op.clone(),
+                    additional_properties: HashMap::new(),
+                })
+                .with_schema_id(0)
+                .build();
+            m = TableMetadataBuilder::new_from_metadata(m, None)
+                .set_branch_snapshot(snapshot, MAIN_BRANCH)
+                .unwrap()
+                .build()
+                .unwrap()
+                .metadata;
+        }
+        if !expired.is_empty() {
+            m = TableMetadataBuilder::new_from_metadata(m, None)
+                .remove_snapshots(expired)
+                .build()
+                .unwrap()
+                .metadata;
+        }
+        m
+    }
+
+    fn append(k: i64) -> Step {
+        Step::Append {
+            snapshot_id: k,
+            sequence_number: k,
+        }
+    }
+
+    fn skip(k: i64, op: &str) -> Step {
+        Step::Skip {
+            snapshot_id: k,
+            operation: op.into(),
+        }
+    }
+
+    #[test]
+    fn plans_the_local_history_after_the_watermark_oldest_first() {
+        use Operation::{Append as A, Delete as D, Overwrite as O, Replace as R};
+        let catch_up = |k: i64| Step::CatchUp {
+            snapshot_id: k,
+            sequence_number: k,
+        };
+        // (history, expired snapshots, watermark, expected steps; None = an error)
+        type Case = (Vec<Operation>, Vec<i64>, i64, Option<Vec<Step>>);
+        let cases: Vec<Case> = vec![
+            (vec![], vec![], 0, Some(vec![])),
+            (
+                vec![A, A, A],
+                vec![],
+                0,
+                Some(vec![append(1), append(2), append(3)]),
+            ),
+            (vec![A, A, A], vec![], 2, Some(vec![append(3)])),
+            (vec![A, A, A], vec![], 3, Some(vec![])),
+            (
+                vec![A, A, R, A, D],
+                vec![],
+                1,
+                Some(vec![
+                    append(2),
+                    skip(3, "replace"),
+                    append(4),
+                    skip(5, "delete"),
+                ]),
+            ),
+            // Expired at or below the watermark: no gap.
+            (
+                vec![A, A, A, A],
+                vec![1, 2],
+                2,
+                Some(vec![append(3), append(4)]),
+            ),
+            // Expired above the watermark before anything was projected: catch up.
+            (
+                vec![A, A, A, A],
+                vec![1, 2],
+                0,
+                Some(vec![catch_up(3), append(4)]),
+            ),
+            (
+                vec![A, R, A],
+                vec![1],
+                0,
+                Some(vec![catch_up(2), append(3)]),
+            ),
+            // Expired above a watermark: refuse.
+            (vec![A, A, A, A], vec![2], 1, None),
+            // Overwrites are not projectable.
+            (vec![A, O], vec![], 0, None),
+            (vec![A, O, A], vec![], 2, Some(vec![append(3)])),
+        ];
+        for (ops, expired, w, want) in cases {
+            let m = history(&ops, &expired);
+            let got = plan_steps("t", &m, w);
+            match want {
+                Some(steps) => assert_eq!(got.unwrap(), steps, "{ops:?} −{expired:?} w={w}"),
+                None => assert!(got.is_err(), "{ops:?} −{expired:?} w={w}: {got:?}"),
+            }
+        }
+        let gap = plan_steps("t", &history(&[A, A, A, A], &[2]), 1).unwrap_err();
+        assert!(
+            matches!(
+                gap,
+                Error::SyncGap {
+                    watermark: 1,
+                    oldest: 3,
+                    ..
+                }
+            ),
+            "{gap}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_rate_limiter_holds_the_average_rate() {
+        let limiter = RateLimiter::new(100_000);
+        let started = Instant::now();
+        for _ in 0..4 {
+            limiter.take(25_000).await;
+        }
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(950), "{took:?}");
+        assert!(took < Duration::from_secs(3), "{took:?}");
     }
 
     #[test]
