@@ -364,7 +364,15 @@ async fn pyiceberg_reads_the_cloud_table_with_the_local_row_count() {
         .await
         .unwrap();
     local_appends(&mut t, 3, 25, "p").await;
-    sync_ok(&local, &cloud, &[]);
+    // Over a metered link: 4 KiB/s.
+    let t0 = Instant::now();
+    let got = sync_ok(&local, &cloud, &["--max-bytes-per-sec", "4k"]);
+    let bytes = got["bytes_copied"].as_u64().unwrap();
+    assert!(
+        t0.elapsed() >= Duration::from_secs_f64(bytes as f64 / 4096.0 * 0.9),
+        "{bytes} bytes in {:?}",
+        t0.elapsed()
+    );
     let c = Table::load(&cloud, &ident).await.unwrap();
     let got = run_python(&["tests/interop/read_table.py", c.metadata_location()]);
     let (rows_local, sum_local) = scan(&t).await;
