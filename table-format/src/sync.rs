@@ -986,6 +986,57 @@ mod tests {
         assert!(took < Duration::from_secs(3), "{took:?}");
     }
 
+    #[tokio::test]
+    async fn copies_stream_small_and_multipart_objects_and_skip_what_is_there() {
+        let src = Warehouse::open(&format!("memory://copy-src-{}", uuid::Uuid::new_v4())).unwrap();
+        let dst = Warehouse::open(&format!("memory://copy-dst-{}", uuid::Uuid::new_v4())).unwrap();
+        let options = SyncOptions::default();
+        for size in [
+            1_000usize,
+            (MULTIPART_THRESHOLD as usize) + 3 * PART_SIZE / 2,
+        ] {
+            let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let from = src.location(&format!("t/data/f{size}.parquet"));
+            let to = dst.location(&format!("t/data/f{size}.parquet"));
+            src.store()
+                .put(&src.object_path(&from).unwrap(), body.clone().into())
+                .await
+                .unwrap();
+            let n = size as u64;
+            assert!(copy_object(&src, &from, &dst, &to, n, &options)
+                .await
+                .unwrap());
+            let got = dst
+                .store()
+                .get(&dst.object_path(&to).unwrap())
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            assert_eq!(got.as_ref(), body.as_slice(), "{size}");
+            // Present with the same size: skipped.
+            assert!(!copy_object(&src, &from, &dst, &to, n, &options)
+                .await
+                .unwrap());
+            // A size the manifest does not record: refused, nothing written.
+            let other = dst.location("t/data/other.parquet");
+            assert!(copy_object(&src, &from, &dst, &other, n + 1, &options)
+                .await
+                .is_err());
+        }
+        // A leftover of another size is replaced.
+        let from = src.location("t/data/f1000.parquet");
+        let to = dst.location("t/data/f1000.parquet");
+        dst.store()
+            .put(&dst.object_path(&to).unwrap(), vec![0u8; 10].into())
+            .await
+            .unwrap();
+        assert!(copy_object(&src, &from, &dst, &to, 1_000, &options)
+            .await
+            .unwrap());
+    }
+
     #[test]
     fn ids_and_keys() {
         let u = uuid::Uuid::nil();
