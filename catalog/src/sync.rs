@@ -121,6 +121,16 @@ pub async fn sync(
             Err(Error::Table(e @ floe_table_format::Error::Unreachable { .. })) => {
                 return Err(Error::Table(e))
             }
+            // The link dropped in the middle of a table: every other table would fail the
+            // same way after its own retries, so stop here (what was copied is reused by
+            // the next run; nothing half-committed exists).
+            Err(Error::Table(e)) if link_lost(&e, cloud.url()) => {
+                return Err(Error::Table(floe_table_format::Error::Unreachable {
+                    url: cloud.url().to_string(),
+                    attempts: 1,
+                    source: Box::new(e),
+                }))
+            }
             Err(e) => {
                 tracing::warn!(table = %ident, error = %e, "sync failed");
                 report.failed.push((ident.to_string(), error_chain(&e)));
@@ -131,6 +141,19 @@ pub async fn sync(
     report.failed.sort();
     report.pruned.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(report)
+}
+
+/// A transient store failure on an object of the cloud warehouse.
+fn link_lost(e: &floe_table_format::Error, cloud_url: &str) -> bool {
+    use floe_table_format::Error as E;
+    match e {
+        E::Read { location, source }
+        | E::Write { location, source }
+        | E::List { location, source } => {
+            location.starts_with(cloud_url) && floe_table_format::error::is_transient(source)
+        }
+        _ => false,
+    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

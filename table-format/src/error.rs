@@ -157,9 +157,10 @@ pub enum Error {
         /// Whether the operation may have taken effect / may succeed if retried.
         retryable: bool,
     },
-    /// The cloud warehouse did not answer after a bounded retry (`floe sync`). Nothing was
-    /// changed locally; run the sync again when the link is back.
-    #[error("cannot reach the cloud warehouse {url} after {attempts} attempts; nothing was projected and the local tables are untouched (run sync again when the link is back)")]
+    /// The cloud warehouse did not answer after a bounded retry, or stopped answering in
+    /// the middle of a sync (`floe sync`). Local data is untouched and the cloud holds no
+    /// half-projected snapshot; run the sync again when the link is back.
+    #[error("cannot reach the cloud warehouse {url} (gave up after {attempts} attempt(s)); nothing is half-projected and local data is untouched: run sync again when the link is back")]
     Unreachable {
         /// The cloud warehouse URL.
         url: String,
