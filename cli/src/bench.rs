@@ -157,6 +157,7 @@ impl Counting {
         }
     }
     /// Requests of every kind so far.
+    #[cfg_attr(not(feature = "query"), allow(dead_code))]
     pub(crate) fn total(&self) -> u64 {
         self.snapshot().iter().sum()
     }
@@ -276,10 +277,7 @@ pub async fn commits(
         .into_iter()
         .filter(|(m, _)| modes.iter().any(|x| m.ends_with(x.as_str())))
     {
-        let counting = std::sync::Arc::new(Counting {
-            inner: warehouse.store().clone(),
-            counts: Default::default(),
-        });
+        let counting = std::sync::Arc::new(Counting::new(warehouse.store().clone()));
         let wh = Warehouse::with_store(warehouse.url(), counting.clone())?;
         let ident = TableIdent::new(
             Namespace::parse("bench")?,

@@ -142,7 +142,9 @@ pub async fn fleet(b: FleetBench) -> Result<()> {
         }
     }
     if want("ingest") || want("memory") {
-        let input = b.dir.join(format!("ingest-{}.parquet", b.scale.ingest_rows));
+        let input = b
+            .dir
+            .join(format!("ingest-{}.parquet", b.scale.ingest_rows));
         if want("ingest") {
             lines.extend(ingest(&b, &input).await?);
         }
@@ -209,7 +211,8 @@ fn day_batch(schema: &SchemaRef, device: &str, day: i64, rows: usize) -> Result<
         .collect();
     let value: Vec<f64> = (0..rows as u64)
         .map(|i| {
-            let h = (seed ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            let h =
+                (seed ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
             (h >> 40) as f64 / 1000.0
         })
         .collect();
@@ -243,7 +246,11 @@ async fn commits(b: &FleetBench, target: &str, backend: &str) -> Result<Vec<Line
     let mut requests = Vec::new();
     let mut peer_s = Vec::new();
     for r in 0..b.repeats {
-        let run = format!("{}/floe-{}-{r}", target.trim_end_matches('/'), std::process::id());
+        let run = format!(
+            "{}/floe-{}-{r}",
+            target.trim_end_matches('/'),
+            std::process::id()
+        );
         let plain = Warehouse::open(&run)?;
         let counting = Arc::new(Counting::new(plain.store().clone()));
         let wh = Warehouse::with_store(&run, counting.clone())?;
@@ -261,10 +268,20 @@ async fn commits(b: &FleetBench, target: &str, backend: &str) -> Result<Vec<Line
         floe_s.push(t0.elapsed().as_secs_f64());
         requests.push((counting.total() - before) as f64 / n as f64);
 
-        let peer_dir = format!("{}/pyiceberg-{}-{r}", target.trim_end_matches('/'), std::process::id());
-        let out = python(b, &["commits", &peer_dir, &n.to_string(), &rows.to_string()])?;
+        let peer_dir = format!(
+            "{}/pyiceberg-{}-{r}",
+            target.trim_end_matches('/'),
+            std::process::id()
+        );
+        let out = python(
+            b,
+            &["commits", &peer_dir, &n.to_string(), &rows.to_string()],
+        )?;
         peer_s.push(out["seconds"].as_f64().context("pyiceberg seconds")?);
-        eprintln!("  {case} repeat {r}: floe {:.2}s, pyiceberg {:.2}s", floe_s[r], peer_s[r]);
+        eprintln!(
+            "  {case} repeat {r}: floe {:.2}s, pyiceberg {:.2}s",
+            floe_s[r], peer_s[r]
+        );
     }
     let f = median(floe_s);
     let p = median(peer_s);
@@ -428,7 +445,10 @@ fn hour_window() -> (String, String) {
 
 async fn selective(b: &FleetBench, wh: &Path) -> Result<Vec<Line>> {
     let (from, to) = hour_window();
-    let case = format!("selective: one device, one hour of {} devices x {} days", b.scale.devices, b.scale.days);
+    let case = format!(
+        "selective: one device, one hour of {} devices x {} days",
+        b.scale.devices, b.scale.days
+    );
     let floe_sql = format!(
         "SELECT count(*), avg(value) FROM fleet.all_devices \
          WHERE device = '{PROBE_DEVICE}' AND ts >= TIMESTAMP '{from}' AND ts < TIMESTAMP '{to}'"
@@ -443,7 +463,16 @@ async fn selective(b: &FleetBench, wh: &Path) -> Result<Vec<Line>> {
         parquet_glob(wh)
     );
     let metadata = latest_metadata(wh, PROBE_DEVICE)?;
-    compare(b, wh, &case, &floe_sql, &listing_sql, &duck_sql, Some((&metadata, &from, &to))).await
+    compare(
+        b,
+        wh,
+        &case,
+        &floe_sql,
+        &listing_sql,
+        &duck_sql,
+        Some((&metadata, &from, &to)),
+    )
+    .await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -458,7 +487,16 @@ async fn full_scan(b: &FleetBench, wh: &Path) -> Result<Vec<Line>> {
         )
     };
     let duck = q(&format!("read_parquet('{}')", parquet_glob(wh)));
-    compare(b, wh, &case, &q("fleet.all_devices"), &q("readings"), &duck, None).await
+    compare(
+        b,
+        wh,
+        &case,
+        &q("fleet.all_devices"),
+        &q("readings"),
+        &duck,
+        None,
+    )
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -479,7 +517,10 @@ async fn compare(
         times[0].push(t);
         floe_detail = detail;
         let (t, got) = listing_query(wh, listing_sql).await?;
-        ensure!(same_answer(&want, &got), "{case}: DataFusion listing answered {got:?}, Floe {want:?}");
+        ensure!(
+            same_answer(&want, &got),
+            "{case}: DataFusion listing answered {got:?}, Floe {want:?}"
+        );
         times[1].push(t);
         let out = python(b, &["duckdb", duck_sql])?;
         let got: Vec<String> = out["result"]
@@ -489,7 +530,10 @@ async fn compare(
             .flat_map(|row| row.as_array().cloned().unwrap_or_default())
             .map(|v| v.as_str().unwrap_or_default().to_string())
             .collect();
-        ensure!(same_answer(&want, &got), "{case}: DuckDB answered {got:?}, Floe {want:?}");
+        ensure!(
+            same_answer(&want, &got),
+            "{case}: DuckDB answered {got:?}, Floe {want:?}"
+        );
         times[2].push(out["seconds"].as_f64().context("duckdb seconds")?);
         if let Some((metadata, from, to)) = pyiceberg {
             let out = python(b, &["pyiceberg", metadata, PROBE_DEVICE, from, to])?;
@@ -499,7 +543,10 @@ async fn compare(
                 .flatten()
                 .map(|v| v.as_str().unwrap_or_default().to_string())
                 .collect();
-            ensure!(same_answer(&want, &got), "{case}: pyiceberg answered {got:?}, Floe {want:?}");
+            ensure!(
+                same_answer(&want, &got),
+                "{case}: pyiceberg answered {got:?}, Floe {want:?}"
+            );
             times[3].push(out["seconds"].as_f64().context("pyiceberg seconds")?);
             pyi_detail = format!(
                 "one table's scan; files {}, {}",
@@ -544,7 +591,11 @@ fn latest_metadata(wh: &Path, device: &str) -> Result<String> {
     let dir = wh.join("fleet").join(device).join("metadata");
     let hint = std::fs::read_to_string(dir.join("version-hint.text"))
         .with_context(|| format!("read {}", dir.display()))?;
-    Ok(format!("file://{}/v{}.metadata.json", dir.display(), hint.trim()))
+    Ok(format!(
+        "file://{}/v{}.metadata.json",
+        dir.display(),
+        hint.trim()
+    ))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -557,9 +608,12 @@ async fn ingest(b: &FleetBench, input: &Path) -> Result<Vec<Line>> {
     let mut peer_s = Vec::new();
     let mut sizes = (0u64, 0u64);
     for r in 0..b.repeats {
-        let dir = b.dir.join(format!("ingest-floe-{}-{r}", std::process::id()));
+        let dir = b
+            .dir
+            .join(format!("ingest-floe-{}-{r}", std::process::id()));
         let wh = Warehouse::open(dir.to_str().context("non-UTF-8 path")?)?;
-        let mut t = Table::create(&wh, &TableIdent::parse("bench.ingest")?, iot_definition()?).await?;
+        let mut t =
+            Table::create(&wh, &TableIdent::parse("bench.ingest")?, iot_definition()?).await?;
         let schema = DataWriter::new(&t)?.arrow_schema().clone();
         let batches = ingest_batches(&schema, n)?;
         let t0 = Instant::now();
@@ -589,7 +643,10 @@ async fn ingest(b: &FleetBench, input: &Path) -> Result<Vec<Line>> {
         w.close()?;
         peer_s.push(t0.elapsed().as_secs_f64());
         sizes.1 = std::fs::metadata(input)?.len();
-        eprintln!("  {case} repeat {r}: floe {:.2}s, arrow-rs {:.2}s", floe_s[r], peer_s[r]);
+        eprintln!(
+            "  {case} repeat {r}: floe {:.2}s, arrow-rs {:.2}s",
+            floe_s[r], peer_s[r]
+        );
     }
     let (f, p) = (median(floe_s), median(peer_s));
     Ok(vec![
@@ -630,7 +687,11 @@ async fn memory_append(b: &FleetBench, input: &Path) -> Result<Vec<Line>> {
         )
         .await?;
         let schema = DataWriter::new(&tmp)?.arrow_schema().clone();
-        let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(input)?, schema.clone(), None)?;
+        let mut w = parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(input)?,
+            schema.clone(),
+            None,
+        )?;
         for batch in ingest_batches(&schema, b.scale.ingest_rows)? {
             w.write(&batch)?;
         }
@@ -659,7 +720,11 @@ async fn memory_append(b: &FleetBench, input: &Path) -> Result<Vec<Line>> {
         detail: format!(
             "peak RSS {} (goal under 32 MiB: {})",
             output::bytes(peak as u64),
-            if peak < 32.0 * 1024.0 * 1024.0 { "met" } else { "MISSED" }
+            if peak < 32.0 * 1024.0 * 1024.0 {
+                "met"
+            } else {
+                "MISSED"
+            }
         ),
     }])
 }
@@ -674,7 +739,9 @@ fn memory_query(b: &FleetBench, wh: &Path) -> Result<Vec<Line>> {
         let mut secs = Vec::new();
         for _ in 0..b.repeats {
             let mut cmd = Command::new(std::env::current_exe()?);
-            cmd.arg("--warehouse").arg(wh).args(["sql", "--format", "csv"]);
+            cmd.arg("--warehouse")
+                .arg(wh)
+                .args(["sql", "--format", "csv"]);
             if let Some(l) = limit {
                 cmd.args(["--memory-limit", l]);
             }
@@ -745,8 +812,7 @@ fn python(b: &FleetBench, args: &[&str]) -> Result<serde_json::Value> {
         args[0],
         String::from_utf8_lossy(&out.stderr).trim()
     );
-    serde_json::from_slice(&out.stdout)
-        .with_context(|| format!("peer {} printed no JSON", args[0]))
+    serde_json::from_slice(&out.stdout).with_context(|| format!("peer {} printed no JSON", args[0]))
 }
 
 /// The peers' script, compiled in so the binary runs from anywhere.

@@ -95,6 +95,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Snapshots { table, json } => snapshots(&catalog, &table, json).await,
         Command::Check { table, json } => check(&catalog, &table, json).await,
         Command::Namespace(cmd) => crate::namespaces::run(&catalog, cmd).await,
+        #[cfg(feature = "query")]
         Command::Bench(crate::BenchCommand::Fleet {
             scale,
             repeats,
@@ -245,7 +246,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        #[cfg(feature = "query")]
         Command::Sql(args) => crate::sql::run(&catalog, args).await,
+        Command::Sync(args) => crate::sync::run(&catalog, args).await,
         Command::Demo {
             devices,
             commits,

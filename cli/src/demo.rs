@@ -12,6 +12,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use floe_catalog::Catalog;
+#[cfg(feature = "query")]
 use floe_query::{EngineOptions, QueryEngine};
 use floe_table_format::schema::{self, DEFAULT_PARTITION};
 use floe_table_format::{CommitOptions, DataWriter, Namespace, TableDefinition, TableIdent};
@@ -169,7 +170,43 @@ pub async fn run(
     let written: u64 = results.iter().map(|r| r.1).sum();
     let write_time = started.elapsed();
 
-    // Read everything back through the catalog and SQL, as an analyst would: the fleet view
+    let mut rows: Vec<Vec<String>> = results
+        .iter()
+        .take(5)
+        .map(|(t, r, v)| vec![t.clone(), r.to_string(), format!("v{v}")])
+        .collect();
+    if results.len() > 5 {
+        rows.push(vec![
+            format!("… {} more", results.len() - 5),
+            String::new(),
+            String::new(),
+        ]);
+    }
+    println!(
+        "wrote {written} rows in {} commits to {devices} device tables in {:.1?} ({:.0} commits/s)",
+        devices * commits,
+        write_time,
+        (devices * commits) as f64
+            / write_time
+                .as_secs_f64()
+                .max(Duration::from_millis(1).as_secs_f64())
+    );
+    print!(
+        "{}",
+        output::table(&["table", "rows this run", "head version"], &rows)
+    );
+    read_back(catalog, namespace, start_us, commits).await
+}
+
+/// Read everything back through the catalog and SQL, as an analyst would.
+#[cfg(feature = "query")]
+async fn read_back(
+    catalog: &Catalog,
+    namespace: &Namespace,
+    start_us: i64,
+    commits: usize,
+) -> Result<()> {
+    // The fleet view
     // `all_devices` is every device table of the namespace, with a `device` column.
     let engine = QueryEngine::open(catalog, EngineOptions::default()).await?;
     let tables = catalog.list_tables(namespace).await?;
@@ -205,31 +242,6 @@ pub async fn run(
         })
         .map(|a| a.value(0) as u64)
         .unwrap_or(0);
-    let mut rows: Vec<Vec<String>> = results
-        .iter()
-        .take(5)
-        .map(|(t, r, v)| vec![t.clone(), r.to_string(), format!("v{v}")])
-        .collect();
-    if results.len() > 5 {
-        rows.push(vec![
-            format!("… {} more", results.len() - 5),
-            String::new(),
-            String::new(),
-        ]);
-    }
-    println!(
-        "wrote {written} rows in {} commits to {devices} device tables in {:.1?} ({:.0} commits/s)",
-        devices * commits,
-        write_time,
-        (devices * commits) as f64
-            / write_time
-                .as_secs_f64()
-                .max(Duration::from_millis(1).as_secs_f64())
-    );
-    print!(
-        "{}",
-        output::table(&["table", "rows this run", "head version"], &rows)
-    );
     println!();
     println!("read back through SQL ({n} tables in {fleet}):");
     println!(
@@ -252,6 +264,21 @@ pub async fn run(
             table.metadata_location()
         );
     }
+    Ok(())
+}
+
+/// A gateway build (no `query` feature) has no SQL engine to read the fleet back with.
+#[cfg(not(feature = "query"))]
+async fn read_back(
+    _catalog: &Catalog,
+    namespace: &Namespace,
+    _start_us: i64,
+    _commits: usize,
+) -> Result<()> {
+    println!();
+    println!(
+        "(gateway build without the query engine: skipping the SQL read-back of {namespace}; `floe describe` and `floe check` still work)"
+    );
     Ok(())
 }
 
@@ -284,6 +311,7 @@ pub fn sample_batch(schema: &SchemaRef, offset: i64, rows: usize) -> Result<Reco
 }
 
 /// A few fleet questions, with what each query had to read (the pruning at work).
+#[cfg(feature = "query")]
 async fn fleet_queries(
     engine: &QueryEngine,
     fleet: &str,
@@ -358,6 +386,7 @@ async fn fleet_queries(
 }
 
 /// An RFC 3339 UTC timestamp for microseconds since the epoch.
+#[cfg(feature = "query")]
 fn chrono_like(us: i64) -> String {
     arrow::array::TimestampMicrosecondArray::from(vec![us])
         .with_timezone("+00:00")

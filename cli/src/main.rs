@@ -5,12 +5,15 @@
 #![warn(missing_docs)]
 
 mod bench;
+#[cfg(feature = "query")]
 mod bench_fleet;
 mod commands;
 mod demo;
 mod namespaces;
 mod output;
+#[cfg(feature = "query")]
 mod sql;
+mod sync;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -212,12 +215,17 @@ enum Command {
     /// Benchmarks (figures side by side with a baseline; not tests).
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Simulate a fleet of devices writing their own tables, then read them back.
+    /// Project local tables into a cloud warehouse (offline-first gateways): every local
+    /// append the cloud has not seen becomes one cloud append, oldest first, after its data
+    /// files are copied. Safe to kill and rerun; a second run changes nothing.
+    Sync(sync::SyncArgs),
     /// Run SQL over the catalog: every namespace is a schema, every table a table, and
     /// NAMESPACE.all_devices is every table of a namespace with a `device` column. Time
     /// travel: "dev_0042@SNAPSHOT_ID" or "dev_0042@2026-11-20T10:00:00Z"; metadata tables:
     /// "dev_0042$snapshots", $history, $manifests, $files. Without a query, a shell starts.
+    #[cfg(feature = "query")]
     Sql(sql::SqlArgs),
+    /// Simulate a fleet of devices writing their own tables, then read them back.
     Demo {
         /// Number of devices (one table each).
         #[arg(long, default_value_t = 20)]
@@ -299,6 +307,7 @@ enum BenchCommand {
     /// a selective and a full-scan query (vs DataFusion over the same Parquet files, DuckDB,
     /// pyiceberg), ingest (vs arrow-rs's Parquet writer) and peak memory. Prints medians
     /// and ratios. The documented way to run it is scripts/bench.sh.
+    #[cfg(feature = "query")]
     Fleet {
         /// small (a few minutes on 2 cores), medium or large.
         #[arg(long, default_value = "small")]
@@ -310,7 +319,11 @@ enum BenchCommand {
         #[arg(long, default_value = "target/bench-fleet")]
         dir: PathBuf,
         /// Python of the peers' venv (scripts/setup-bench.sh prints it).
-        #[arg(long, env = "FLOE_BENCH_PYTHON", default_value = ".venv/bench/bin/python")]
+        #[arg(
+            long,
+            env = "FLOE_BENCH_PYTHON",
+            default_value = ".venv/bench/bin/python"
+        )]
         python: PathBuf,
         /// Also run the commit case on this S3 prefix, e.g. s3://floe-test/bench.
         #[arg(long)]

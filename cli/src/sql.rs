@@ -50,7 +50,7 @@ pub struct SqlArgs {
     pub explain: bool,
     /// Cap the memory of sorts, joins and aggregations (e.g. 64MB, 1GiB); they spill to
     /// disk beyond it.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = crate::output::parse_size)]
     pub memory_limit: Option<usize>,
     /// Namespace that unqualified table names resolve in (e.g. `SELECT … FROM dev_0042`).
     #[arg(short = 'n', long)]
@@ -61,31 +61,6 @@ pub struct SqlArgs {
     /// Read every file and filter afterwards (to compare against pruning).
     #[arg(long)]
     pub no_pruning: bool,
-}
-
-/// Parse `64MB`, `64MiB`, `1g`, `512k` or a plain byte count. Decimal and binary units both
-/// mean powers of 1024, as memory sizes usually do.
-pub fn parse_size(s: &str) -> Result<usize, String> {
-    let t = s.trim().to_ascii_lowercase();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid size '{s}': expected e.g. 64MB"))?;
-    let factor: f64 = match unit.trim() {
-        "" | "b" => 1.0,
-        "k" | "kb" | "kib" => 1024.0,
-        "m" | "mb" | "mib" => 1024.0 * 1024.0,
-        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        other => return Err(format!("invalid size '{s}': unknown unit '{other}'")),
-    };
-    let bytes = number * factor;
-    if bytes.is_nan() || bytes < 1.0 {
-        return Err(format!("invalid size '{s}': must be at least one byte"));
-    }
-    Ok(bytes as usize)
 }
 
 /// Run `floe sql`.
@@ -338,7 +313,7 @@ async fn shell(engine: &QueryEngine, args: &SqlArgs) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use crate::output::parse_size;
 
     #[test]
     fn sizes_parse_with_units() {

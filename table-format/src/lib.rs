@@ -4,6 +4,7 @@
 //! This crate owns the object layout and the commit protocol (see `spec/` at the
 //! repository root). It knows storage only as an `Arc<dyn ObjectStore>` behind a
 //! [`Warehouse`], and carries no query engine, so a gateway that only appends stays small.
+//! A gateway's local tables are projected into a cloud warehouse by [`sync`].
 //!
 //! ```no_run
 //! # async fn demo() -> floe_table_format::Result<()> {
@@ -33,6 +34,7 @@ pub mod pointer;
 pub mod rewrite;
 pub mod schema;
 pub mod storage;
+pub mod sync;
 pub mod table;
 pub mod vacuum;
 pub mod version;

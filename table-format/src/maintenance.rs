@@ -13,6 +13,9 @@
 //! | `write.metadata.delete-after-commit.enabled` | false (Iceberg's default; when true, expired versions are tombstoned after the commit, one PUT each) |
 //! | `write.metadata.previous-versions-max` | 100 |
 //!
+//! A table synced to a cloud warehouse carries `floe.sync.projected-sequence-number`:
+//! snapshots newer than it are never expired (see [`unprojected_floor`]).
+//!
 //! Data files are never deleted here: an append-only table's later snapshots still list
 //! every file, and merged manifests list the same files. Manifests replaced by a merge stay
 //! referenced by older snapshots; once those expire they are orphans for `floe vacuum`.
@@ -166,6 +169,7 @@ pub fn snapshots_to_expire(metadata: &TableMetadata, s: &Settings, now_ms: i64) 
         .into_iter()
         .chain(metadata.current_snapshot_id())
         .collect();
+    let floor = unprojected_floor(metadata);
     snaps
         .iter()
         .enumerate()
@@ -174,9 +178,21 @@ pub fn snapshots_to_expire(metadata: &TableMetadata, s: &Settings, now_ms: i64) 
                 && (*rank >= s.max_snapshots
                     || now_ms - snap.timestamp_ms() > s.max_snapshot_age_ms)
                 && !protected.contains(&snap.snapshot_id())
+                && floor.is_none_or(|w| snap.sequence_number() <= w)
         })
         .map(|(_, snap)| snap.snapshot_id())
         .collect()
+}
+
+/// The projection watermark of a table that is synced to a cloud warehouse (the local
+/// table property [`crate::sync::LOCAL_WATERMARK`]): snapshots with a higher sequence
+/// number have not been projected yet and MUST NOT be expired, by the automatic expiry of
+/// an append or by `floe expire`. None when the table is not synced (nothing protected).
+pub fn unprojected_floor(metadata: &TableMetadata) -> Option<i64> {
+    metadata
+        .properties()
+        .get(crate::sync::LOCAL_WATERMARK)
+        .map(|v| v.trim().parse::<i64>().unwrap_or(0).max(0))
 }
 
 /// Snapshot ids that branches and tags point at. iceberg 0.10 has no public accessor for

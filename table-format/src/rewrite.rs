@@ -47,6 +47,8 @@ pub struct RewriteReport {
 pub struct LiveFile {
     /// The file.
     pub data_file: DataFile,
+    /// Its data sequence number (the commit that added its rows, or a compaction).
+    pub sequence_number: Option<i64>,
 }
 
 /// Every live data file of the table's current snapshot.
@@ -69,6 +71,7 @@ pub async fn live_files(table: &Table) -> Result<Vec<LiveFile>> {
                 .filter(|e| e.is_alive())
                 .map(|e| LiveFile {
                     data_file: e.data_file().clone(),
+                    sequence_number: e.sequence_number(),
                 })
                 .collect()
         })

@@ -58,6 +58,9 @@ pub struct CommitOptions {
     pub policy: RetryPolicy,
     /// Extra snapshot-summary properties.
     pub properties: HashMap<String, String>,
+    /// Table properties set in the same version as the snapshot (atomically with it), for
+    /// example a projection watermark (see [`crate::sync`]). Usually empty.
+    pub table_properties: HashMap<String, String>,
 }
 
 impl Default for CommitOptions {
@@ -66,6 +69,7 @@ impl Default for CommitOptions {
             commit_id: uuid::Uuid::new_v4().to_string(),
             policy: RetryPolicy::default(),
             properties: HashMap::new(),
+            table_properties: HashMap::new(),
         }
     }
 }
@@ -1243,6 +1247,13 @@ impl Table {
             Some(self.metadata_location.clone()),
         )
         .set_branch_snapshot(snapshot, MAIN_BRANCH)
+        .and_then(|b| {
+            if options.table_properties.is_empty() {
+                Ok(b)
+            } else {
+                b.set_properties(options.table_properties.clone())
+            }
+        })
         .and_then(|b| b.build())
         .map_err(|e| Error::iceberg(step(), e))?;
         let mut cleanup = Cleanup {

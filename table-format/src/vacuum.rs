@@ -67,6 +67,8 @@ pub async fn expire(
             .into_iter()
             .chain(metadata.current_snapshot_id())
             .collect();
+        // A synced table keeps every snapshot not yet projected to the cloud.
+        let floor = crate::maintenance::unprojected_floor(&metadata);
         let expired: Vec<i64> = snaps
             .iter()
             .enumerate()
@@ -74,6 +76,7 @@ pub async fn expire(
                 *rank >= retain_last.max(1)
                     && s.timestamp_ms() < cutoff
                     && !protected.contains(&s.snapshot_id())
+                    && floor.is_none_or(|w| s.sequence_number() <= w)
             })
             .map(|(_, s)| s.snapshot_id())
             .collect();

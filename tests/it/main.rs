@@ -16,3 +16,4 @@ mod roundtrip;
 mod sql;
 mod sql_cli;
 mod support;
+mod sync;
