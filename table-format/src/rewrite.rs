@@ -53,13 +53,28 @@ pub struct LiveFile {
 
 /// Every live data file of the table's current snapshot.
 pub async fn live_files(table: &Table) -> Result<Vec<LiveFile>> {
-    let Some(current) = table.metadata().current_snapshot() else {
-        return Ok(Vec::new());
-    };
+    match table.metadata().current_snapshot() {
+        Some(current) => live_files_at(table, current).await,
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Every live data file of `snapshot` of `table`.
+pub async fn live_files_at(
+    table: &Table,
+    snapshot: &iceberg::spec::SnapshotRef,
+) -> Result<Vec<LiveFile>> {
     let it = table.iceberg()?;
-    let list = it.manifest_list_reader(current).load().await.map_err(|e| {
-        Error::iceberg(format!("read manifest list {}", current.manifest_list()), e)
-    })?;
+    let list = it
+        .manifest_list_reader(snapshot)
+        .load()
+        .await
+        .map_err(|e| {
+            Error::iceberg(
+                format!("read manifest list {}", snapshot.manifest_list()),
+                e,
+            )
+        })?;
     let loaded =
         crate::maintenance::load_manifests(table.file_io(), list.entries().to_vec()).await?;
     let per_manifest: Vec<Vec<LiveFile>> = loaded

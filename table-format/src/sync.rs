@@ -309,16 +309,21 @@ where
     unreachable!("the loop returns on its last attempt")
 }
 
-/// The data files local snapshot `snapshot_id` added (entries `ADDED` by it).
-async fn added_files(local: &Table, snapshot_id: i64) -> Result<Vec<DataFile>> {
-    let snapshot = local
+/// Local snapshot `snapshot_id`, which the plan saw in the metadata.
+fn snapshot_of(local: &Table, snapshot_id: i64) -> Result<iceberg::spec::SnapshotRef> {
+    local
         .metadata()
         .snapshot_by_id(snapshot_id)
         .cloned()
         .ok_or_else(|| Error::CorruptMetadata {
             location: local.metadata_location().to_string(),
             reason: format!("snapshot {snapshot_id} vanished"),
-        })?;
+        })
+}
+
+/// The data files local snapshot `snapshot_id` added (entries `ADDED` by it).
+async fn added_files(local: &Table, snapshot_id: i64) -> Result<Vec<DataFile>> {
+    let snapshot = snapshot_of(local, snapshot_id)?;
     let list = local
         .iceberg()?
         .manifest_list_reader(&snapshot)
@@ -354,37 +359,11 @@ async fn added_files(local: &Table, snapshot_id: i64) -> Result<Vec<DataFile>> {
 
 /// Every data file live in local snapshot `snapshot_id`.
 async fn live_files_of(local: &Table, snapshot_id: i64) -> Result<Vec<DataFile>> {
-    let snapshot = local
-        .metadata()
-        .snapshot_by_id(snapshot_id)
-        .cloned()
-        .ok_or_else(|| Error::CorruptMetadata {
-            location: local.metadata_location().to_string(),
-            reason: format!("snapshot {snapshot_id} vanished"),
-        })?;
-    let list = local
-        .iceberg()?
-        .manifest_list_reader(&snapshot)
-        .load()
-        .await
-        .map_err(|e| {
-            Error::iceberg(
-                format!("read manifest list {}", snapshot.manifest_list()),
-                e,
-            )
-        })?;
-    let loaded =
-        crate::maintenance::load_manifests(local.file_io(), list.entries().to_vec()).await?;
-    Ok(loaded
+    let snapshot = snapshot_of(local, snapshot_id)?;
+    Ok(crate::rewrite::live_files_at(local, &snapshot)
+        .await?
         .into_iter()
-        .flat_map(|(_, manifest)| {
-            manifest
-                .entries()
-                .iter()
-                .filter(|e| e.is_alive())
-                .map(|e| e.data_file().clone())
-                .collect::<Vec<_>>()
-        })
+        .map(|f| f.data_file)
         .collect())
 }
 
