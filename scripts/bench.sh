@@ -16,6 +16,12 @@ if ! scripts/localstack.sh status >/dev/null 2>&1; then started_here=1; fi
 eval "$(scripts/localstack.sh start)"
 if [ "$started_here" = 1 ]; then trap 'scripts/localstack.sh stop >&2 || true' EXIT; fi
 
+# The gateway build (no query engine) first, kept beside the full one: the memory case
+# measures both, and its size is the gateway's footprint on disk.
+cargo build --release -p floe-cli --bin floe --no-default-features >&2
+cp target/release/floe target/release/floe-gateway
 cargo build --release -p floe-cli --bin floe >&2
+echo "binary sizes: floe $(stat -c %s target/release/floe) bytes, gateway build $(stat -c %s target/release/floe-gateway) bytes" >&2
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GB; $(date -u +%Y-%m-%d)" >&2
-target/release/floe bench fleet --s3 "$FLOE_TEST_S3_URL/bench" "$@"
+target/release/floe bench fleet --s3 "$FLOE_TEST_S3_URL/bench" \
+  --gateway-bin target/release/floe-gateway "$@"

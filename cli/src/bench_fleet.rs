@@ -82,6 +82,8 @@ pub struct FleetBench {
     pub s3: Option<String>,
     /// Cases to run (all when empty).
     pub cases: Vec<String>,
+    /// The gateway build, measured beside this binary in the memory case.
+    pub gateway_bin: Option<PathBuf>,
 }
 
 const DAY0_US: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
@@ -697,36 +699,102 @@ async fn memory_append(b: &FleetBench, input: &Path) -> Result<Vec<Line>> {
         }
         w.close()?;
     }
-    let mut rss = Vec::new();
-    let mut secs = Vec::new();
-    for r in 0..b.repeats {
-        let wh = b.dir.join(format!("mem-append-{}-{r}", std::process::id()));
-        let (peak, t) = peak_rss(
-            Command::new(std::env::current_exe()?)
-                .arg("--warehouse")
-                .arg(&wh)
-                .args(["append", "bench.mem", "--create"])
-                .arg(input),
-        )?;
-        rss.push(peak as f64);
-        secs.push(t);
-        std::fs::remove_dir_all(&wh).ok();
+    // The gateway's two jobs: append the rows to a local table, then project that table
+    // into the cloud warehouse (a second local folder, and S3 when given).
+    let mut binaries = vec![("floe".to_string(), std::env::current_exe()?)];
+    if let Some(g) = &b.gateway_bin {
+        ensure!(g.exists(), "--gateway-bin {}: not found", g.display());
+        binaries.push(("floe (gateway build)".to_string(), g.clone()));
     }
-    let peak = median(rss);
-    Ok(vec![Line {
-        case: format!("memory: floe append of {} rows", b.scale.ingest_rows),
-        system: "floe".into(),
-        median_ms: median(secs) * 1000.0,
-        detail: format!(
-            "peak RSS {} (goal under 32 MiB: {})",
+    let mut targets = vec![("file", None)];
+    if let Some(s3) = &b.s3 {
+        targets.push(("s3", Some(s3.trim_end_matches('/').to_string())));
+    }
+    let goal = |peak: f64| {
+        format!(
+            "peak RSS {} (goal at most 32 MiB: {})",
             output::bytes(peak as u64),
-            if peak < 32.0 * 1024.0 * 1024.0 {
+            if peak <= 32.0 * 1024.0 * 1024.0 {
                 "met"
             } else {
                 "MISSED"
             }
-        ),
-    }])
+        )
+    };
+    let pid = std::process::id();
+    let mut append_lines = Vec::new();
+    let mut sync_lines = Vec::new();
+    for (i, (system, bin)) in binaries.iter().enumerate() {
+        let mut append = Samples::default();
+        let mut sync: Vec<Samples> = vec![Samples::default(); targets.len()];
+        for r in 0..b.repeats {
+            let wh = b.dir.join(format!("mem-append-{pid}-{r}"));
+            append.add(peak_rss(
+                Command::new(bin)
+                    .arg("--warehouse")
+                    .arg(&wh)
+                    .args(["append", "bench.mem", "--create"])
+                    .arg(input),
+            )?);
+            for ((kind, base), samples) in targets.iter().zip(sync.iter_mut()) {
+                let cloud_dir = b.dir.join(format!("mem-cloud-{pid}-{r}"));
+                let to = match base {
+                    Some(base) => format!("{base}/mem-sync-{pid}-{i}-{r}"),
+                    None => format!("file://{}", cloud_dir.display()),
+                };
+                samples.add(peak_rss(
+                    Command::new(bin)
+                        .args(["sync", "--json", "--from"])
+                        .arg(format!("file://{}", wh.display()))
+                        .args(["--to", &to, "bench.mem"]),
+                )?);
+                if *kind == "file" {
+                    std::fs::remove_dir_all(&cloud_dir).ok();
+                }
+            }
+            std::fs::remove_dir_all(&wh).ok();
+        }
+        append_lines.push(Line {
+            case: format!("memory: floe append of {} rows", b.scale.ingest_rows),
+            system: system.clone(),
+            median_ms: append.median_secs() * 1000.0,
+            detail: goal(append.median_rss()),
+        });
+        for ((kind, _), samples) in targets.iter().zip(sync) {
+            sync_lines.push(Line {
+                case: format!(
+                    "memory: floe sync of that {}-row table to {kind}",
+                    b.scale.ingest_rows
+                ),
+                system: system.clone(),
+                median_ms: samples.median_secs() * 1000.0,
+                detail: goal(samples.median_rss()),
+            });
+        }
+    }
+    sync_lines.sort_by(|a, b| a.case.cmp(&b.case));
+    append_lines.extend(sync_lines);
+    Ok(append_lines)
+}
+
+/// Peak RSS and wall time of repeated runs of one command.
+#[derive(Default, Clone)]
+struct Samples {
+    rss: Vec<f64>,
+    secs: Vec<f64>,
+}
+
+impl Samples {
+    fn add(&mut self, (peak, secs): (u64, f64)) {
+        self.rss.push(peak as f64);
+        self.secs.push(secs);
+    }
+    fn median_rss(&self) -> f64 {
+        median(self.rss.clone())
+    }
+    fn median_secs(&self) -> f64 {
+        median(self.secs.clone())
+    }
 }
 
 fn memory_query(b: &FleetBench, wh: &Path) -> Result<Vec<Line>> {

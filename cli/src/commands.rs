@@ -103,6 +103,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             python,
             s3,
             cases,
+            gateway_bin,
         }) => {
             let dir = std::path::absolute(&dir)?;
             crate::bench_fleet::fleet(crate::bench_fleet::FleetBench {
@@ -112,6 +113,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 python,
                 s3,
                 cases,
+                gateway_bin,
             })
             .await
         }

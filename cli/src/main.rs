@@ -331,6 +331,10 @@ enum BenchCommand {
         /// Only these cases: commits, query, scan, ingest, memory.
         #[arg(long, value_delimiter = ',')]
         cases: Vec<String>,
+        /// The gateway build of floe (`--no-default-features`): the memory case measures
+        /// its append and sync beside this binary's.
+        #[arg(long, value_name = "PATH")]
+        gateway_bin: Option<PathBuf>,
     },
     /// Create up to N device tables in one namespace; time listing them (Floe vs a raw
     /// LIST) and loading one cold, at each step.

@@ -14,6 +14,12 @@
 //!
 //! The unit of parallelism is a whole data file: iceberg's reader does not honour a task's
 //! byte range, so one huge file is read by one core. Floe writes files of bounded size.
+//!
+//! Within a partition, files are read a few at a time ([`FILES_IN_FLIGHT_PER_TABLE`] per
+//! table, [`TABLES_IN_FLIGHT`] tables): a fleet's files are many and small, so the cost of a
+//! file is mostly the round trips to open it (its footer, then its column chunks), and
+//! reading one at a time leaves the core waiting on each. Batches of files in flight
+//! interleave; the scan declares no output order.
 
 use std::any::Any;
 use std::fmt;
@@ -35,6 +41,11 @@ use futures::{stream, StreamExt, TryStreamExt};
 use iceberg::arrow::ArrowReaderBuilder;
 use iceberg::expr::Predicate;
 use iceberg::scan::FileScanTask;
+
+/// Data files of one table a partition reads at once.
+pub const FILES_IN_FLIGHT_PER_TABLE: usize = 4;
+/// Tables a partition reads from at once (each with up to [`FILES_IN_FLIGHT_PER_TABLE`]).
+pub const TABLES_IN_FLIGHT: usize = 2;
 
 /// What to read from one table.
 #[derive(Debug, Clone)]
@@ -390,7 +401,7 @@ impl ExecutionPlan for FloeScanExec {
                 files_read.add(tasks.len());
                 let reader = ArrowReaderBuilder::new(table.file_io.clone(), runtime.clone())
                     .with_batch_size(batch_size)
-                    .with_data_file_concurrency_limit(1)
+                    .with_data_file_concurrency_limit(FILES_IN_FLIGHT_PER_TABLE)
                     .with_row_group_filtering_enabled(pruning)
                     .with_row_selection_enabled(pruning)
                     .build();
@@ -421,7 +432,7 @@ impl ExecutionPlan for FloeScanExec {
                     Err(e) => stream::once(futures::future::ready(Err(e))).boxed(),
                 }
             })
-            .flatten()
+            .flatten_unordered(Some(TABLES_IN_FLIGHT))
             .try_filter_map(|b| futures::future::ready(Ok(b)));
         let limited = batches
             .scan(self.limit, |left, item| {
