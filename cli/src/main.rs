@@ -331,8 +331,8 @@ enum BenchCommand {
         /// Only these cases: commits, query, scan, ingest, memory.
         #[arg(long, value_delimiter = ',')]
         cases: Vec<String>,
-        /// The gateway build of floe (`--no-default-features`): the memory case measures
-        /// its append and sync beside this binary's.
+        /// The gateway build of floe (`--profile gateway --no-default-features`): the
+        /// memory case measures its append and sync beside this binary's.
         #[arg(long, value_name = "PATH")]
         gateway_bin: Option<PathBuf>,
     },
