@@ -3,7 +3,8 @@
 #   scripts/bench.sh [--scale small|medium|large] [--repeats N] [other `floe bench fleet` flags]
 # Creates the peers' venv (pyiceberg 0.12, DuckDB; from PyPI), starts LocalStack S3 for the
 # S3 cases, builds a release `floe` (20 to 40 minutes the first time on 2 cores) and the
-# gateway build, and prints medians and Floe/peer ratios. The generated fleet is kept in target/bench-fleet.
+# gateway build, and prints medians and Floe/peer ratios. The generated fleet is kept in
+# target/bench-fleet.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"

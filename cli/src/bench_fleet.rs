@@ -736,8 +736,8 @@ async fn memory_append(b: &FleetBench, input: &Path) -> Result<Vec<Line>> {
                     .args(["append", "bench.mem", "--create"])
                     .arg(input),
             )?);
-            for ((kind, base), samples) in targets.iter().zip(sync.iter_mut()) {
-                let cloud_dir = b.dir.join(format!("mem-cloud-{pid}-{r}"));
+            let cloud_dir = b.dir.join(format!("mem-cloud-{pid}-{r}"));
+            for ((_, base), samples) in targets.iter().zip(sync.iter_mut()) {
                 let to = match base {
                     Some(base) => format!("{base}/mem-sync-{pid}-{i}-{r}"),
                     None => format!("file://{}", cloud_dir.display()),
@@ -748,10 +748,8 @@ async fn memory_append(b: &FleetBench, input: &Path) -> Result<Vec<Line>> {
                         .arg(format!("file://{}", wh.display()))
                         .args(["--to", &to, "bench.mem"]),
                 )?);
-                if *kind == "file" {
-                    std::fs::remove_dir_all(&cloud_dir).ok();
-                }
             }
+            std::fs::remove_dir_all(&cloud_dir).ok();
             std::fs::remove_dir_all(&wh).ok();
         }
         append_lines.push(Line {

@@ -30,7 +30,7 @@ pub const UPLOAD_PART_SIZE: usize = 5 * 1024 * 1024;
 
 /// Part size of streamed writes to local files (and memory), which have no minimum: a local
 /// part is written as soon as it fills, so a small part keeps a gateway's append small
-/// (measured: a 1M-row append held 25 MB of heap with 5 MiB parts).
+/// (a 1M-row append's heap peaked near 25 MB with 5 MiB parts, 19 MB with 1 MiB parts).
 pub const LOCAL_PART_SIZE: usize = 1024 * 1024;
 
 /// Parts of one streamed upload in flight at once. object_store's default (8) would let a

@@ -51,9 +51,9 @@ pub const SOURCE_TABLE_KEY: &str = "floe.sync.source-table-uuid";
 /// Objects up to this size are copied with one PUT; larger ones as a multipart upload.
 const MULTIPART_THRESHOLD: u64 = 8 << 20;
 
-/// Part size of multipart copies (S3's minimum; with two parts in flight a copy holds
-/// about 10 MiB, which keeps a gateway's memory small).
-const PART_SIZE: usize = 5 << 20;
+/// Part size of multipart copies: the streamed-upload part size (S3's minimum). A copy
+/// waits for each part before filling the next, so it holds about two parts (10 MiB).
+const PART_SIZE: usize = crate::storage::UPLOAD_PART_SIZE;
 
 /// The cloud table property holding the watermark of the local table `local_uuid`.
 pub fn cloud_watermark_key(local_uuid: &uuid::Uuid) -> String {
