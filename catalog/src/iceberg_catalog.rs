@@ -2,10 +2,11 @@
 //! DataFusion integration (`IcebergCatalogProvider`, `INSERT INTO`) work unchanged.
 //!
 //! `update_table` checks the commit's requirements against the head, applies its updates,
-//! and claims the next version create-only ([`Table::claim_next`]). A lost race is a
-//! retryable `CatalogCommitConflicts` (iceberg's `Transaction` reloads and re-applies); an
-//! outcome that cannot be established is a non-retryable error, so no blind retry can
-//! commit twice.
+//! and commits through the one commit driver ([`Table::commit`] with
+//! [`ApplyUpdates`]), which re-checks the requirements on every head it rebases onto. A
+//! requirement that fails after a rebase, or a race lost too often, is a retryable
+//! `CatalogCommitConflicts` (iceberg's `Transaction` reloads and re-applies); an outcome
+//! that cannot be established is a non-retryable error, so no blind retry can commit twice.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -18,7 +19,10 @@ use iceberg::{
 };
 use object_store::ObjectStoreExt;
 
-use floe_table_format::{Claim, Namespace, Table, TableDefinition, TableIdent};
+use floe_table_format::external::ApplyUpdates;
+use floe_table_format::{
+    Error as TableError, Namespace, RetryPolicy, Table, TableDefinition, TableIdent,
+};
 
 use crate::error::Error;
 use crate::{Catalog, NamespaceDoc, NamespaceUpdate};
@@ -250,29 +254,37 @@ impl IcebergCatalogTrait for IcebergCatalog {
     async fn update_table(&self, mut commit: TableCommit) -> iceberg::Result<IcebergTable> {
         let id = ident(commit.identifier())?;
         let mut table: Table = self.catalog.load_table(&id).await.map_err(to_iceberg)?;
-        let base = table.metadata().as_ref().clone();
-        for requirement in commit.take_requirements() {
-            requirement.check(Some(&base))?;
-        }
-        let mut builder = base.into_builder(Some(table.metadata_location().to_string()));
-        for update in commit.take_updates() {
-            builder = update.apply(builder)?;
-        }
-        let metadata = builder.build()?.metadata;
-        match table.claim_next(metadata).await.map_err(table_err)? {
-            Claim::Won(_) => table.iceberg().map_err(table_err),
-            Claim::Lost => Err(iceberg::Error::new(
+        let mut action = ApplyUpdates::new(commit.take_requirements(), commit.take_updates());
+        let commit_id = uuid::Uuid::new_v4().to_string();
+        match table
+            .commit(&commit_id, &RetryPolicy::default(), &mut action)
+            .await
+        {
+            Ok(_) => table.iceberg().map_err(table_err),
+            Err(TableError::RequirementFailed {
+                reason,
+                after_rebase,
+                ..
+            }) => Err(if after_rebase {
+                iceberg::Error::new(
+                    ErrorKind::CatalogCommitConflicts,
+                    format!("{id}: another writer committed first ({reason})"),
+                )
+                .with_retryable(true)
+            } else {
+                iceberg::Error::new(ErrorKind::DataInvalid, format!("{id}: {reason}"))
+            }),
+            Err(e @ TableError::CommitConflict { .. }) => Err(iceberg::Error::new(
                 ErrorKind::CatalogCommitConflicts,
-                format!("{id}: another writer committed first"),
+                e.to_string(),
             )
             .with_retryable(true)),
-            Claim::Unknown { version } => Err(iceberg::Error::new(
+            // Never blindly retried: iceberg's Transaction would rebuild and could commit twice.
+            Err(e @ TableError::CommitUnknown { .. }) => Err(iceberg::Error::new(
                 ErrorKind::Unexpected,
-                format!(
-                    "{id}: the outcome of claiming v{} is unknown; reload before retrying",
-                    version.0
-                ),
+                format!("{e}; reload before retrying"),
             )),
+            Err(e) => Err(table_err(e)),
         }
     }
 }

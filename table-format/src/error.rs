@@ -95,6 +95,17 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A requirement of a change built by another engine does not hold on the head.
+    #[error("commit to {table} refused: {reason}; nothing was committed")]
+    RequirementFailed {
+        /// The table.
+        table: String,
+        /// The requirement that failed.
+        reason: String,
+        /// True when it held on the head the client saw but not after a rebase over a
+        /// concurrent commit (the client should reload and retry).
+        after_rebase: bool,
+    },
     /// Another writer kept winning: the commit was not applied.
     #[error(
         "commit to {table} lost to concurrent writers {attempts} times in {elapsed:?}; nothing was committed (retry later or raise the retry limits)"

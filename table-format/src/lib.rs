@@ -27,6 +27,7 @@
 pub mod check;
 pub mod commit;
 pub mod error;
+pub mod external;
 pub mod ident;
 pub mod ingest;
 pub mod maintenance;
@@ -44,7 +45,9 @@ pub mod writer;
 pub use commit::RetryPolicy;
 pub use error::{Error, Result};
 pub use ident::{Namespace, TableIdent};
-pub use table::{Claim, CommitOptions, CommitReport, Table, TableDefinition, COMMIT_ID_KEY};
+pub use table::{
+    Action, Applied, CommitOptions, CommitReport, Committed, Table, TableDefinition, COMMIT_ID_KEY,
+};
 pub use version::Version;
 pub use warehouse::Warehouse;
 pub use writer::DataWriter;

@@ -6,7 +6,7 @@
 //! live there. Concurrent appends therefore survive (their manifests are carried over
 //! untouched), and if a file to remove was removed meanwhile the rewrite fails cleanly with
 //! [`Error::FilesChanged`], committing nothing. The version is claimed like any commit
-//! ([`Table::claim_next`]); a lost race rebuilds on the new head.
+//! by the one commit driver ([`Table::commit`]); a lost race rebuilds on the new head.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -19,13 +19,11 @@ use iceberg::spec::{
 use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+use crate::commit::RetryPolicy;
 use crate::error::{Error, Result};
-use crate::table::{Claim, Table};
+use crate::table::{Action, Applied, Table, COMMIT_ID_KEY};
 use crate::version::Version;
 use crate::writer::DataWriter;
-
-/// Most attempts at a rewrite commit.
-const MAX_ATTEMPTS: u32 = 20;
 
 /// What a rewrite committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,46 +108,25 @@ impl Table {
         } else {
             Some(self.write_manifest(&added, snapshot_id, &write_id).await?)
         };
-        let removed_set: HashSet<&str> = removed.iter().map(String::as_str).collect();
-        for attempt in 0..MAX_ATTEMPTS {
-            let metadata = self
-                .build_rewrite(
-                    &removed_set,
-                    &added,
-                    added_manifest.as_ref(),
-                    snapshot_id,
-                    &write_id,
-                    attempt,
-                    operation.clone(),
-                )
-                .await?;
-            match self.claim_next(metadata).await? {
-                Claim::Won(version) => {
-                    return Ok(RewriteReport {
-                        version,
-                        snapshot_id,
-                        removed: removed.len(),
-                        added: added.len(),
-                        attempts: attempt + 1,
-                    })
-                }
-                Claim::Lost => {
-                    tokio::time::sleep(Duration::from_millis(10 << attempt.min(7))).await;
-                    self.refresh().await?;
-                }
-                Claim::Unknown { version } => {
-                    return Err(Error::CommitUnknown {
-                        table: self.name().to_string(),
-                        commit_id: format!("{operation:?} snapshot {snapshot_id}"),
-                        version: version.0,
-                    })
-                }
-            }
-        }
-        Err(Error::CommitConflict {
-            table: self.name().to_string(),
-            attempts: MAX_ATTEMPTS,
-            elapsed: Duration::ZERO,
+        let commit_id = uuid::Uuid::new_v4().to_string();
+        let mut action = ReplaceAction {
+            removed: removed.iter().map(String::as_str).collect(),
+            added: &added,
+            added_manifest,
+            snapshot_id,
+            write_id,
+            operation,
+            commit_id: commit_id.clone(),
+        };
+        let done = self
+            .commit(&commit_id, &RetryPolicy::default(), &mut action)
+            .await?;
+        Ok(RewriteReport {
+            version: done.version,
+            snapshot_id,
+            removed: removed.len(),
+            added: added.len(),
+            attempts: done.attempts,
         })
     }
 
@@ -163,6 +140,7 @@ impl Table {
         write_id: &str,
         attempt: u32,
         operation: Operation,
+        commit_id: &str,
     ) -> Result<iceberg::spec::TableMetadata> {
         let base = self.metadata().as_ref().clone();
         let parent = base
@@ -301,6 +279,7 @@ impl Table {
                 props.insert(key.to_string(), v.clone());
             }
         }
+        props.insert(COMMIT_ID_KEY.into(), commit_id.to_string());
         let snapshot = Snapshot::builder()
             .with_manifest_list(list_location)
             .with_snapshot_id(snapshot_id)
@@ -318,6 +297,44 @@ impl Table {
             .and_then(|b| b.build())
             .map(|r| r.metadata)
             .map_err(|e| Error::iceberg(format!("build next metadata of {}", self.name()), e))
+    }
+}
+
+/// The replace / delete action: remove files that must still be live in the head it
+/// builds on (else [`Error::FilesChanged`], committing nothing) and add rewritten ones.
+struct ReplaceAction<'a> {
+    removed: HashSet<&'a str>,
+    added: &'a [DataFile],
+    added_manifest: Option<ManifestFile>,
+    snapshot_id: i64,
+    write_id: String,
+    operation: Operation,
+    commit_id: String,
+}
+
+#[async_trait::async_trait]
+impl Action for ReplaceAction<'_> {
+    fn kind(&self) -> &'static str {
+        match self.operation {
+            Operation::Delete => "delete-files",
+            _ => "replace",
+        }
+    }
+
+    async fn apply(&mut self, table: &Table, attempt: u32) -> Result<Option<Applied>> {
+        let metadata = table
+            .build_rewrite(
+                &self.removed,
+                self.added,
+                self.added_manifest.as_ref(),
+                self.snapshot_id,
+                &self.write_id,
+                attempt,
+                self.operation.clone(),
+                &self.commit_id,
+            )
+            .await?;
+        Ok(Some(Applied::new(metadata)))
     }
 }
 

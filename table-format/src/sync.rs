@@ -35,7 +35,7 @@ use object_store::{ObjectStoreExt, WriteMultipart};
 
 use crate::commit::RetryPolicy;
 use crate::error::{Error, Result};
-use crate::table::{Claim, CommitOptions, Table, TableDefinition};
+use crate::table::{Action, Applied, CommitOptions, Table, TableDefinition};
 use crate::warehouse::Warehouse;
 
 /// Local table property: the sequence number of the newest local snapshot the cloud holds.
@@ -547,14 +547,37 @@ fn check_compatible(local: &Table, cloud: &Table) -> Result<()> {
 /// Record `watermark` in the local table's [`LOCAL_WATERMARK`] (never lowering it), as a
 /// metadata-only commit that rebases over concurrent local appends.
 pub async fn set_local_watermark(local: &mut Table, watermark: i64) -> Result<()> {
-    for attempt in 0..20u32 {
+    let commit_id = uuid::Uuid::new_v4().to_string();
+    local
+        .commit(
+            &commit_id,
+            &RetryPolicy::default(),
+            &mut RaiseWatermark { watermark },
+        )
+        .await?;
+    Ok(())
+}
+
+/// The property-update action behind the local watermark: idempotent by state (a head whose
+/// watermark is already at or above the value is no commit), so it never lowers it.
+struct RaiseWatermark {
+    watermark: i64,
+}
+
+#[async_trait::async_trait]
+impl Action for RaiseWatermark {
+    fn kind(&self) -> &'static str {
+        "set-properties"
+    }
+
+    async fn apply(&mut self, local: &Table, _attempt: u32) -> Result<Option<Applied>> {
         let current = local
             .metadata()
             .properties()
             .get(LOCAL_WATERMARK)
             .map(|v| v.trim().parse::<i64>().unwrap_or(0));
-        if current.is_some_and(|c| c >= watermark) {
-            return Ok(());
+        if current.is_some_and(|c| c >= self.watermark) {
+            return Ok(None);
         }
         let next = TableMetadataBuilder::new_from_metadata(
             local.metadata().as_ref().clone(),
@@ -562,31 +585,13 @@ pub async fn set_local_watermark(local: &mut Table, watermark: i64) -> Result<()
         )
         .set_properties(HashMap::from([(
             LOCAL_WATERMARK.to_string(),
-            watermark.to_string(),
+            self.watermark.to_string(),
         )]))
         .and_then(|b| b.build())
         .map_err(|e| Error::iceberg(format!("set the sync watermark of {}", local.name()), e))?
         .metadata;
-        match local.claim_next(next).await? {
-            Claim::Won(_) => return Ok(()),
-            Claim::Lost => {
-                tokio::time::sleep(Duration::from_millis(10 << attempt.min(7))).await;
-                local.refresh().await?;
-            }
-            Claim::Unknown { version } => {
-                return Err(Error::CommitUnknown {
-                    table: local.name().to_string(),
-                    commit_id: "sync watermark".into(),
-                    version: version.0,
-                })
-            }
-        }
+        Ok(Some(Applied::new(next)))
     }
-    Err(Error::CommitConflict {
-        table: local.name().to_string(),
-        attempts: 20,
-        elapsed: Duration::ZERO,
-    })
 }
 
 /// Project `local` into the table of the same name in `cloud` (created like the local one

@@ -1,9 +1,14 @@
-//! A device table: loading its head, creating it, and committing appends with the
-//! protocol of [`crate::commit`].
+//! A device table: loading its head, creating it, and committing. Every commit, an
+//! append or any other [`Action`], runs through the one commit driver
+//! ([`Table::commit`]), whose decisions are the pure state machine of [`crate::commit`].
+
+mod driver;
+
+pub use driver::{Action, Applied, Committed};
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use iceberg::io::FileIO;
 use iceberg::spec::{
@@ -13,9 +18,8 @@ use iceberg::spec::{
     UNASSIGNED_SEQUENCE_NUMBER,
 };
 use object_store::{ObjectStoreExt, PutMode, PutOptions};
-use tracing::Instrument;
 
-use crate::commit::{self, AttemptState, Event, GiveUp, Next, PutOutcome, ReadBack, RetryPolicy};
+use crate::commit::{PutOutcome, RetryPolicy};
 use crate::error::{Error, Result};
 use crate::ident::TableIdent;
 use crate::maintenance;
@@ -86,20 +90,6 @@ pub struct CommitReport {
     pub attempts: u32,
     /// True if the commit had already landed earlier (same commit id) and nothing new was written.
     pub already_committed: bool,
-}
-
-/// What [`Table::claim_next`] achieved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    /// The version is ours.
-    Won(Version),
-    /// Another writer holds it: reload and re-apply.
-    Lost,
-    /// The put may or may not have landed and the version could not be read back.
-    Unknown {
-        /// The version that was being claimed.
-        version: Version,
-    },
 }
 
 /// A loaded table: its head version and metadata.
@@ -566,35 +556,6 @@ impl Table {
         }
     }
 
-    /// Read the claimed version back: is `location` (carrying `commit_id`) the head now?
-    async fn read_back(
-        &self,
-        location: &str,
-        base_location: &str,
-        is_ours: impl Fn(&TableMetadata) -> bool,
-    ) -> ReadBack {
-        match &self.pointer {
-            None => match read_metadata(&self.warehouse, location).await {
-                Ok(Some(m)) if is_ours(&m) => ReadBack::Ours,
-                Ok(Some(_)) => ReadBack::Theirs,
-                Ok(None) => ReadBack::Missing,
-                Err(e) => {
-                    tracing::warn!(error = %e, "read-back failed");
-                    ReadBack::Failed
-                }
-            },
-            Some(p) => match p.current().await {
-                Ok(Some(cur)) if cur == location => ReadBack::Ours,
-                Ok(Some(cur)) if cur == base_location => ReadBack::Missing,
-                Ok(_) => ReadBack::Theirs,
-                Err(e) => {
-                    tracing::warn!(error = %e, "read-back failed");
-                    ReadBack::Failed
-                }
-            },
-        }
-    }
-
     async fn load_version(&mut self, v: Version) -> Result<()> {
         let (location, metadata) = read_version(&self.warehouse, &self.location, v).await?;
         if metadata.uuid() != self.metadata.uuid() {
@@ -723,31 +684,21 @@ impl Table {
             .map_err(|e| Error::iceberg(format!("open {}", self.name), e))
     }
 
-    /// Commit data files (written by [`crate::writer::DataWriter`]) as one append snapshot.
+    /// Commit data files (written by [`crate::writer::DataWriter`]) as one append snapshot,
+    /// through the one commit driver ([`Table::commit`]).
     pub async fn append(
         &mut self,
         files: Vec<DataFile>,
         options: CommitOptions,
     ) -> Result<CommitReport> {
-        let version = self.version.ok_or_else(|| Error::InvalidArgument {
-            argument: "table".into(),
-            reason: format!(
-                "{} was opened from a metadata file and is read-only",
-                self.name
-            ),
-        })?;
-        let span = tracing::info_span!("commit", table = %self.name, base = version.0, commit_id = %options.commit_id);
-        self.append_inner(files, options).instrument(span).await
-    }
-
-    async fn append_inner(
-        &mut self,
-        files: Vec<DataFile>,
-        options: CommitOptions,
-    ) -> Result<CommitReport> {
         validate_commit_id(&options.commit_id)?;
-        if let Some(snapshot_id) = self.find_commit(&options.commit_id) {
-            return Ok(self.report(snapshot_id, 0, true));
+        if let Some(snapshot_id) = self.version.and(self.find_commit(&options.commit_id)) {
+            return Ok(CommitReport {
+                version: self.version.expect("checked"),
+                snapshot_id,
+                attempts: 0,
+                already_committed: true,
+            });
         }
         if files.is_empty() {
             return Err(Error::InvalidArgument {
@@ -755,278 +706,18 @@ impl Table {
                 reason: "no data files to commit".into(),
             });
         }
-        let mut state = AttemptState::default();
-        let mut ambiguous_version = None;
-        let result = self
-            .commit_loop(&files, &options, &mut state, &mut ambiguous_version)
-            .await;
-        match (result, ambiguous_version) {
-            // Once a put of ours may have landed, no error may be reported as "not
-            // committed": it is an unknown outcome, settled by rerunning with the same id.
-            (Err(e), Some(version)) if !matches!(e, Error::CommitUnknown { .. }) => {
-                tracing::warn!(error = %e, "failing after an ambiguous put");
-                Err(Error::CommitUnknown {
-                    table: self.name.clone(),
-                    commit_id: options.commit_id.clone(),
-                    version,
-                })
-            }
-            (result, _) => result,
-        }
-    }
-
-    /// The protocol loop of [`crate::commit`]: put, decide, verify or rebase.
-    async fn commit_loop(
-        &mut self,
-        files: &[DataFile],
-        options: &CommitOptions,
-        state: &mut AttemptState,
-        ambiguous_version: &mut Option<u64>,
-    ) -> Result<CommitReport> {
-        let started = Instant::now();
-        let commit_id = options.commit_id.as_str();
-        let snapshot_id = self.fresh_snapshot_id();
-        // Object names are fresh per call, never derived from the commit id, so a rerun
-        // of the same commit can never overwrite a committed object.
-        let write_id = uuid::Uuid::new_v4().to_string();
-        // The manifest of added files does not depend on the base: its entries inherit
-        // their sequence number, and the snapshot id stays fixed across attempts, so it is
-        // written once and reused by every attempt.
-        let manifest = self.write_manifest(files, snapshot_id, &write_id).await?;
-        loop {
-            let target = self.version.expect("checked in append").next();
-            let (metadata, cleanup) = self
-                .apply_append(
-                    files,
-                    &manifest,
-                    snapshot_id,
-                    options,
-                    &write_id,
-                    state.attempts,
-                )
-                .await?;
-            let location = match self.pointer {
-                None => version::metadata_location(&self.location, target),
-                Some(_) => pointer::new_metadata_location(&self.location, target.0),
-            };
-            let base_location = self.metadata_location.clone();
-            let body = serde_json::to_vec(&metadata).map_err(|e| Error::CorruptMetadata {
-                location: location.clone(),
-                reason: e.to_string(),
-            })?;
-            let outcome = match self.put_next(&location, body).await? {
-                Ok(o) => {
-                    if o == PutOutcome::Unknown {
-                        *ambiguous_version = Some(target.0);
-                    }
-                    o
-                }
-                Err(e) if crate::error::is_transient(&e) => {
-                    tracing::warn!(version = target.0, error = %e, "create-only put had no clear answer");
-                    *ambiguous_version = Some(target.0);
-                    PutOutcome::Unknown
-                }
-                Err(source) => return Err(Error::Write { location, source }),
-            };
-            state.attempts += 1;
-            state.verifies = 0;
-            state.ambiguous |= outcome == PutOutcome::Unknown;
-            state.elapsed = started.elapsed();
-            let mut event = Event::Put(outcome);
-            loop {
-                match commit::next(event, state, &options.policy, rand::random::<f64>()) {
-                    Next::Done => {
-                        self.version = Some(target);
-                        self.metadata_location = location.clone();
-                        self.metadata = Arc::new(metadata);
-                        if self.pointer.is_none() {
-                            if let Err(e) =
-                                version::write_hint(&self.warehouse, &self.location, target).await
-                            {
-                                tracing::warn!(error = %e, "could not write the version hint");
-                            }
-                        }
-                        self.list_cache = Some(cleanup.written_list.clone());
-                        self.clean_up(cleanup).await;
-                        return Ok(self.report(snapshot_id, state.attempts, false));
-                    }
-                    Next::Verify(delay) => {
-                        tokio::time::sleep(delay).await;
-                        state.verifies += 1;
-                        let rb = self
-                            .read_back(&location, &base_location, |m| {
-                                find_commit(m, commit_id).is_some()
-                            })
-                            .await;
-                        event = Event::ReadBack(rb);
-                    }
-                    Next::Rebase(delay) => {
-                        tokio::time::sleep(delay).await;
-                        // A "lost" create may be our own (a store's internal retry of a put
-                        // that won), and an ambiguous one may land late: look first.
-                        if let Some(report) =
-                            self.refresh_and_find(snapshot_id, commit_id, state).await?
-                        {
-                            return Ok(report);
-                        }
-                        break;
-                    }
-                    Next::GiveUp(GiveUp::Conflict) => {
-                        if let Some(report) =
-                            self.refresh_and_find(snapshot_id, commit_id, state).await?
-                        {
-                            return Ok(report);
-                        }
-                        return Err(Error::CommitConflict {
-                            table: self.name.clone(),
-                            attempts: state.attempts,
-                            elapsed: started.elapsed(),
-                        });
-                    }
-                    Next::GiveUp(GiveUp::Unknown) => {
-                        return Err(Error::CommitUnknown {
-                            table: self.name.clone(),
-                            commit_id: commit_id.to_string(),
-                            version: ambiguous_version.unwrap_or(target.0),
-                        })
-                    }
-                }
-                state.elapsed = started.elapsed();
-            }
-        }
-    }
-
-    async fn refresh_and_find(
-        &mut self,
-        snapshot_id: i64,
-        commit_id: &str,
-        state: &AttemptState,
-    ) -> Result<Option<CommitReport>> {
-        self.refresh().await?;
-        Ok(find_commit(&self.metadata, commit_id).map(|id| {
-            debug_assert_eq!(id, snapshot_id);
-            self.report(id, state.attempts, false)
-        }))
-    }
-
-    /// Claim the next version with metadata built elsewhere (iceberg's `Transaction`
-    /// through Floe's `Catalog` implementation). One create-only put, no retry: on
-    /// [`Claim::Lost`] the caller reloads and re-applies. An unclear answer is settled by
-    /// reading the version back and comparing it byte for byte with what was written.
-    pub async fn claim_next(&mut self, metadata: TableMetadata) -> Result<Claim> {
-        let base = self.version.ok_or_else(|| Error::InvalidArgument {
-            argument: "table".into(),
-            reason: format!(
-                "{} was opened from a metadata file and is read-only",
-                self.name
-            ),
-        })?;
-        if metadata.uuid() != self.metadata.uuid() {
-            return Err(Error::InvalidArgument {
-                argument: "metadata".into(),
-                reason: "the new metadata belongs to another table (uuid differs)".into(),
-            });
-        }
-        let target = base.next();
-        if self.pointer.is_some() {
-            let location = pointer::new_metadata_location(&self.location, target.0);
-            let body = serde_json::to_vec(&metadata).map_err(|e| Error::CorruptMetadata {
-                location: location.clone(),
-                reason: e.to_string(),
-            })?;
-            let base_location = self.metadata_location.clone();
-            let mut outcome = match self.put_next(&location, body).await? {
-                Ok(o) => o,
-                Err(source) => return Err(Error::Write { location, source }),
-            };
-            for attempt in 0..5u32 {
-                if outcome != PutOutcome::Unknown {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
-                outcome = match self.read_back(&location, &base_location, |_| false).await {
-                    ReadBack::Ours => PutOutcome::Won,
-                    ReadBack::Theirs | ReadBack::Missing => PutOutcome::Lost,
-                    ReadBack::Failed => PutOutcome::Unknown,
-                };
-            }
-            return Ok(match outcome {
-                PutOutcome::Won => {
-                    self.version = Some(target);
-                    self.metadata_location = location;
-                    self.metadata = Arc::new(metadata);
-                    Claim::Won(target)
-                }
-                PutOutcome::Lost => Claim::Lost,
-                PutOutcome::Unknown => Claim::Unknown { version: target },
-            });
-        }
-        let location = version::metadata_location(&self.location, target);
-        let body = serde_json::to_vec(&metadata).map_err(|e| Error::CorruptMetadata {
-            location: location.clone(),
-            reason: e.to_string(),
-        })?;
-        let path = self.warehouse.object_path(&location)?;
-        let put = self
-            .warehouse
-            .store()
-            .put_opts(
-                &path,
-                body.clone().into(),
-                PutOptions::from(PutMode::Create),
-            )
-            .await;
-        let won = match put {
-            Ok(_) => true,
-            Err(e) => {
-                let clear_loss = matches!(
-                    e,
-                    object_store::Error::AlreadyExists { .. }
-                        | object_store::Error::Precondition { .. }
-                );
-                if !clear_loss && !crate::error::is_transient(&e) {
-                    return Err(Error::Write {
-                        location,
-                        source: e,
-                    });
-                }
-                // "Already exists" may be our own put retried by the store client; a
-                // transport error may hide a put that landed: read back and compare.
-                let mut verdict = None;
-                for attempt in 0..5u32 {
-                    match self.warehouse.store().get(&path).await {
-                        Ok(r) => match r.bytes().await {
-                            Ok(b) => {
-                                verdict = Some(b.as_ref() == body.as_slice());
-                                break;
-                            }
-                            Err(e) => tracing::warn!(error = %e, "read-back failed"),
-                        },
-                        Err(object_store::Error::NotFound { .. }) if clear_loss => {
-                            verdict = Some(false);
-                            break;
-                        }
-                        Err(object_store::Error::NotFound { .. }) => break,
-                        Err(e) => tracing::warn!(error = %e, "read-back failed"),
-                    }
-                    tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
-                }
-                match verdict {
-                    Some(w) => w,
-                    None => return Ok(Claim::Unknown { version: target }),
-                }
-            }
-        };
-        if !won {
-            return Ok(Claim::Lost);
-        }
-        self.version = Some(target);
-        self.metadata_location = location;
-        self.metadata = Arc::new(metadata);
-        if let Err(e) = version::write_hint(&self.warehouse, &self.location, target).await {
-            tracing::warn!(error = %e, "could not write the version hint");
-        }
-        Ok(Claim::Won(target))
+        let mut action = AppendAction::new(self, files, &options).await?;
+        let done = self
+            .commit(&options.commit_id, &options.policy, &mut action)
+            .await?;
+        Ok(CommitReport {
+            version: done.version,
+            snapshot_id: self
+                .find_commit(&options.commit_id)
+                .unwrap_or(action.snapshot_id),
+            attempts: done.attempts,
+            already_committed: done.already_committed,
+        })
     }
 
     /// The manifest list this handle last committed, if it is cached (for tests).
@@ -1039,15 +730,6 @@ impl Table {
     /// The snapshot holding `commit_id`, if the loaded metadata has one.
     pub fn find_commit(&self, commit_id: &str) -> Option<i64> {
         find_commit(&self.metadata, commit_id)
-    }
-
-    fn report(&self, snapshot_id: i64, attempts: u32, already: bool) -> CommitReport {
-        CommitReport {
-            version: self.version.expect("a writable table has a version"),
-            snapshot_id,
-            attempts,
-            already_committed: already,
-        }
     }
 
     /// A random positive snapshot id not used by any snapshot of the loaded metadata.
@@ -1257,7 +939,7 @@ impl Table {
         .and_then(|b| b.build())
         .map_err(|e| Error::iceberg(step(), e))?;
         let mut cleanup = Cleanup {
-            written_list: (snapshot_id, Arc::new(as_written)),
+            written_list: Some((snapshot_id, Arc::new(as_written))),
             enabled: settings.delete_after_commit,
             metadata_files: built
                 .expired_metadata_logs
@@ -1394,14 +1076,66 @@ impl Table {
     }
 }
 
-/// What a commit made unreachable, removed once it has won.
-#[derive(Debug)]
-struct Cleanup {
+/// What a commit made unreachable, removed once it has won (the driver's post-commit step).
+#[derive(Debug, Default)]
+pub(crate) struct Cleanup {
     /// The manifest list this commit wrote (cached by the handle once it has won).
-    written_list: (i64, Arc<Vec<ManifestFile>>),
-    enabled: bool,
-    metadata_files: Vec<String>,
-    manifest_lists: Vec<String>,
+    pub(crate) written_list: Option<(i64, Arc<Vec<ManifestFile>>)>,
+    /// Whether expired metadata versions are tombstoned.
+    pub(crate) enabled: bool,
+    /// Metadata versions the commit expired from the metadata log.
+    pub(crate) metadata_files: Vec<String>,
+    /// Manifest lists of snapshots the commit expired.
+    pub(crate) manifest_lists: Vec<String>,
+}
+
+/// The append action: one `append` snapshot of files whose manifest is written once and
+/// reused by every attempt (its entries inherit their sequence number, and the snapshot id
+/// stays fixed).
+struct AppendAction<'a> {
+    files: Vec<DataFile>,
+    manifest: ManifestFile,
+    snapshot_id: i64,
+    write_id: String,
+    options: &'a CommitOptions,
+}
+
+impl<'a> AppendAction<'a> {
+    async fn new(table: &Table, files: Vec<DataFile>, options: &'a CommitOptions) -> Result<Self> {
+        let snapshot_id = table.fresh_snapshot_id();
+        // Object names are fresh per call, never derived from the commit id, so a rerun
+        // of the same commit can never overwrite a committed object.
+        let write_id = uuid::Uuid::new_v4().to_string();
+        let manifest = table.write_manifest(&files, snapshot_id, &write_id).await?;
+        Ok(Self {
+            files,
+            manifest,
+            snapshot_id,
+            write_id,
+            options,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Action for AppendAction<'_> {
+    fn kind(&self) -> &'static str {
+        "append"
+    }
+
+    async fn apply(&mut self, table: &Table, attempt: u32) -> Result<Option<Applied>> {
+        let (metadata, cleanup) = table
+            .apply_append(
+                &self.files,
+                &self.manifest,
+                self.snapshot_id,
+                self.options,
+                &self.write_id,
+                attempt,
+            )
+            .await?;
+        Ok(Some(Applied { metadata, cleanup }))
+    }
 }
 
 /// How long [`Table::append`] may take at most, for documentation and CLI defaults.

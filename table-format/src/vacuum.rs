@@ -15,11 +15,9 @@ use std::time::{Duration, SystemTime};
 use futures::stream::{self, StreamExt};
 use iceberg::spec::TableMetadataBuilder;
 
+use crate::commit::RetryPolicy;
 use crate::error::{Error, Result};
-use crate::table::{Claim, Table};
-
-/// Most attempts at an expire commit before giving up.
-const MAX_ATTEMPTS: u32 = 20;
+use crate::table::{Action, Applied, Table};
 
 /// Parse a duration such as `30s`, `15m`, `1h`, `7d` (also `500ms`).
 pub fn parse_duration(text: &str) -> Result<Duration> {
@@ -57,9 +55,44 @@ pub async fn expire(
     older_than: Duration,
     retain_last: usize,
 ) -> Result<ExpireReport> {
-    let cutoff = crate::table::now_ms() - older_than.as_millis() as i64;
-    for _ in 0..MAX_ATTEMPTS {
-        table.refresh().await?;
+    let cutoff = crate::table::now_ms().saturating_sub(older_than.as_millis() as i64);
+    table.refresh().await?;
+    let mut action = ExpireAction {
+        cutoff,
+        retain_last,
+        expired: Vec::new(),
+    };
+    let commit_id = uuid::Uuid::new_v4().to_string();
+    let done = table
+        .commit(&commit_id, &RetryPolicy::default(), &mut action)
+        .await?;
+    Ok(ExpireReport {
+        // Nothing was expired when the head already held no expirable snapshot.
+        expired: if done.already_committed {
+            Vec::new()
+        } else {
+            action.expired
+        },
+        remaining: table.metadata().snapshots().len(),
+    })
+}
+
+/// The expire action: on each head, the snapshots older than the cutoff beyond the newest
+/// `retain_last`, except the current one, those a ref points at, and (on a synced table)
+/// those not yet projected. Idempotent by state: nothing left to expire is no commit.
+struct ExpireAction {
+    cutoff: i64,
+    retain_last: usize,
+    expired: Vec<i64>,
+}
+
+#[async_trait::async_trait]
+impl Action for ExpireAction {
+    fn kind(&self) -> &'static str {
+        "expire"
+    }
+
+    async fn apply(&mut self, table: &Table, _attempt: u32) -> Result<Option<Applied>> {
         let metadata = table.metadata().as_ref().clone();
         let mut snaps: Vec<_> = metadata.snapshots().cloned().collect();
         snaps.sort_by_key(|s| std::cmp::Reverse((s.timestamp_ms(), s.sequence_number())));
@@ -73,18 +106,15 @@ pub async fn expire(
             .iter()
             .enumerate()
             .filter(|(rank, s)| {
-                *rank >= retain_last.max(1)
-                    && s.timestamp_ms() < cutoff
+                *rank >= self.retain_last.max(1)
+                    && s.timestamp_ms() < self.cutoff
                     && !protected.contains(&s.snapshot_id())
                     && floor.is_none_or(|w| s.sequence_number() <= w)
             })
             .map(|(_, s)| s.snapshot_id())
             .collect();
         if expired.is_empty() {
-            return Ok(ExpireReport {
-                expired,
-                remaining: snaps.len(),
-            });
+            return Ok(None);
         }
         let lists: Vec<String> = snaps
             .iter()
@@ -99,29 +129,9 @@ pub async fn expire(
         .build()
         .map_err(|e| Error::iceberg(format!("expire snapshots of {}", table.name()), e))?
         .metadata;
-        match table.claim_next(next).await? {
-            Claim::Won(_) => {
-                table.delete_objects(&lists).await;
-                return Ok(ExpireReport {
-                    remaining: table.metadata().snapshots().len(),
-                    expired,
-                });
-            }
-            Claim::Lost => continue,
-            Claim::Unknown { version } => {
-                return Err(Error::CommitUnknown {
-                    table: table.name().to_string(),
-                    commit_id: "expire".into(),
-                    version: version.0,
-                })
-            }
-        }
+        self.expired = expired;
+        Ok(Some(Applied::new(next).delete_after_commit(lists)))
     }
-    Err(Error::CommitConflict {
-        table: table.name().to_string(),
-        attempts: MAX_ATTEMPTS,
-        elapsed: Duration::ZERO,
-    })
 }
 
 /// What a vacuum found (and deleted, unless it was a dry run).

@@ -119,11 +119,12 @@ async fn every_fault_leaves_an_exact_table() {
 
 #[tokio::test]
 async fn unreadable_outcome_is_reported_as_unknown_and_rerun_settles_it() {
-    // The create takes effect but its response is lost, and all 5 read-backs fail: Floe
-    // must not claim failure (the commit is in) nor success (it cannot tell).
+    // The create takes effect but its response is lost, and all 5 read-backs fail, and so
+    // does the driver's last look at the head before giving up: Floe must not claim failure
+    // (the commit is in) nor success (it cannot tell).
     let rules = vec![
         Rule::new(Op::Create, "v3.metadata.json", 1, Fault::FailAfter),
-        Rule::new(Op::Get, "v3.metadata.json", 1, Fault::FailBefore).times(5),
+        Rule::new(Op::Get, "v3.metadata.json", 1, Fault::FailBefore).times(6),
     ];
     let (wh, _faulty, ident) = setup(rules).await;
     let mut t = Table::load(&wh, &ident).await.unwrap();
@@ -148,6 +149,32 @@ async fn unreadable_outcome_is_reported_as_unknown_and_rerun_settles_it() {
             .count(),
         1
     );
+}
+
+#[tokio::test]
+async fn the_last_look_before_giving_up_finds_a_landed_commit() {
+    // As above, but the head is readable again when the driver looks for its commit id
+    // before giving up: the commit is found, acknowledged, and present once.
+    let rules = vec![
+        Rule::new(Op::Create, "v3.metadata.json", 1, Fault::FailAfter),
+        Rule::new(Op::Get, "v3.metadata.json", 1, Fault::FailBefore).times(5),
+    ];
+    let (wh, _faulty, ident) = setup(rules).await;
+    let mut t = Table::load(&wh, &ident).await.unwrap();
+    let opts = quick();
+    let r = append_batch(&mut t, |s| rows(s, "d", DAY0_US, 5, 0.0), opts.clone())
+        .await
+        .unwrap();
+    assert_eq!(r.version.0, 3);
+    let loaded = Table::load(&wh, &ident).await.unwrap();
+    assert_eq!(
+        commit_ids(&loaded)
+            .iter()
+            .filter(|c| **c == opts.commit_id)
+            .count(),
+        1
+    );
+    assert_eq!(scan(&loaded).await.0, 10);
 }
 
 #[tokio::test]
@@ -179,4 +206,90 @@ async fn retries_run_out_with_a_typed_conflict_naming_the_table() {
         "{e}"
     );
     assert!(e.to_string().contains("fleet.f"), "{e}");
+}
+
+/// The committing operations beyond append, each run once through the one commit driver,
+/// with what must hold afterwards (checked on a fresh load).
+const OPERATIONS: &[&str] = &["compact", "retain", "expire", "set watermark"];
+
+async fn run_operation(op: &str, t: &mut Table) -> floe_table_format::Result<()> {
+    use floe_table_format::{rewrite, sync, vacuum};
+    match op {
+        "compact" => rewrite::compact(t, 64 << 20)
+            .await
+            .map(|r| assert!(r.is_some())),
+        "retain" => rewrite::retain(t, Duration::ZERO, "ts")
+            .await
+            .map(|r| assert!(r.is_some())),
+        "expire" => vacuum::expire(t, Duration::ZERO, 1).await.map(|_| ()),
+        "set watermark" => sync::set_local_watermark(t, 7).await,
+        _ => unreachable!("{op}"),
+    }
+}
+
+async fn check_effect(op: &str, t: &Table, name: &str) {
+    let live = floe_table_format::rewrite::live_files(t).await.unwrap();
+    match op {
+        "compact" => {
+            assert_eq!(live.len(), 1, "{name}: one compacted file");
+            assert_eq!(scan(t).await.0, 15, "{name}: no row lost or doubled");
+        }
+        "retain" => {
+            assert!(live.is_empty(), "{name}: every old file dropped");
+            assert_eq!(scan(t).await.0, 0, "{name}");
+        }
+        "expire" => {
+            assert_eq!(t.metadata().snapshots().count(), 1, "{name}: expired");
+            assert_eq!(scan(t).await.0, 15, "{name}");
+        }
+        "set watermark" => {
+            assert_eq!(
+                t.metadata()
+                    .properties()
+                    .get(floe_table_format::sync::LOCAL_WATERMARK)
+                    .map(String::as_str),
+                Some("7"),
+                "{name}"
+            );
+            assert_eq!(scan(t).await.0, 15, "{name}");
+        }
+        _ => unreachable!("{op}"),
+    }
+}
+
+#[tokio::test]
+async fn every_operation_settles_every_fault_at_the_version_claim() {
+    for op in OPERATIONS {
+        for (fault_name, fault) in fault_kinds() {
+            let name = format!("{op} × v5 create × {fault_name}");
+            let (wh, faulty, ident) =
+                setup(vec![Rule::new(Op::Create, "v5.metadata.json", 1, fault)]).await;
+            let mut t = Table::load(&wh, &ident).await.unwrap();
+            for k in 1..=2 {
+                append_batch(
+                    &mut t,
+                    |s| rows(s, "d", DAY0_US + k * 60_000_000, 5, 0.0),
+                    CommitOptions::default(),
+                )
+                .await
+                .unwrap();
+            }
+            assert_eq!(t.version().unwrap().0, 4, "{name}: set up");
+            run_operation(op, &mut t)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(
+                faulty.fired.load(std::sync::atomic::Ordering::SeqCst),
+                1,
+                "{name}: the fault fired"
+            );
+            let loaded = Table::load(&wh, &ident).await.unwrap();
+            assert_eq!(
+                loaded.version().unwrap().0,
+                5,
+                "{name}: committed exactly once"
+            );
+            check_effect(op, &loaded, &name).await;
+        }
+    }
 }

@@ -10,11 +10,11 @@ use arrow::array::{Array, Float64Array, Int64Array, RecordBatch, StringArray};
 use floe_catalog::Catalog;
 use floe_query::{EngineOptions, QueryEngine, ScanOptions};
 use floe_table_format::iceberg;
-use floe_table_format::{Claim, CommitOptions, Table, TableDefinition, TableIdent};
+use floe_table_format::{Action, Applied, CommitOptions, Table, TableDefinition, TableIdent};
 use iceberg::spec::{
     DataContentType, DataFile, DataFileFormat, ManifestListWriter, ManifestWriterBuilder,
-    NestedField, Operation, PrimitiveType, Schema, Snapshot, Struct, Summary, TableMetadataBuilder,
-    Type, UnboundPartitionSpec, MAIN_BRANCH,
+    NestedField, Operation, PrimitiveType, Schema, Snapshot, Struct, Summary, TableMetadata,
+    TableMetadataBuilder, Type, UnboundPartitionSpec, MAIN_BRANCH,
 };
 use iceberg::writer::base_writer::equality_delete_writer::{
     EqualityDeleteFileWriterBuilder, EqualityDeleteWriterConfig,
@@ -175,10 +175,28 @@ async fn commit_deletes(table: &mut Table, deletes: Vec<DataFile>) {
     .build()
     .unwrap()
     .metadata;
-    assert!(matches!(
-        table.claim_next(next).await.unwrap(),
-        Claim::Won(_)
-    ));
+    // Another engine's prebuilt commit, through the one commit driver.
+    struct Prebuilt(Option<TableMetadata>);
+    #[async_trait::async_trait]
+    impl Action for Prebuilt {
+        fn kind(&self) -> &'static str {
+            "prebuilt"
+        }
+        async fn apply(&mut self, _: &Table, _: u32) -> floe_table_format::Result<Option<Applied>> {
+            Ok(self.0.take().map(Applied::new))
+        }
+    }
+    let before = table.version().unwrap();
+    let done = table
+        .commit(
+            "prebuilt-delete",
+            &Default::default(),
+            &mut Prebuilt(Some(next)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.version, before.next());
+    assert!(!done.already_committed);
 }
 
 fn column<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> &'a T {
