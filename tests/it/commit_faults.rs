@@ -117,21 +117,43 @@ async fn every_fault_leaves_an_exact_table() {
     }
 }
 
-#[tokio::test]
-async fn unreadable_outcome_is_reported_as_unknown_and_rerun_settles_it() {
-    // The create takes effect but its response is lost, and all 5 read-backs fail, and so
-    // does the driver's last look at the head before giving up: Floe must not claim failure
-    // (the commit is in) nor success (it cannot tell).
+/// An append on a table whose `v3` create takes effect but loses its answer, and whose
+/// next `failed_reads` GETs of `v3` fail; returns the result, the options and the warehouse.
+async fn append_with_lost_create(
+    failed_reads: usize,
+) -> (
+    floe_table_format::Result<floe_table_format::CommitReport>,
+    CommitOptions,
+    Warehouse,
+    TableIdent,
+) {
     let rules = vec![
         Rule::new(Op::Create, "v3.metadata.json", 1, Fault::FailAfter),
-        Rule::new(Op::Get, "v3.metadata.json", 1, Fault::FailBefore).times(6),
+        Rule::new(Op::Get, "v3.metadata.json", 1, Fault::FailBefore).times(failed_reads),
     ];
     let (wh, _faulty, ident) = setup(rules).await;
     let mut t = Table::load(&wh, &ident).await.unwrap();
     let opts = quick();
-    let e = append_batch(&mut t, |s| rows(s, "d", DAY0_US, 5, 0.0), opts.clone())
-        .await
-        .unwrap_err();
+    let result = append_batch(&mut t, |s| rows(s, "d", DAY0_US, 5, 0.0), opts.clone()).await;
+    (result, opts, wh, ident)
+}
+
+async fn present_once(wh: &Warehouse, ident: &TableIdent, commit_id: &str) {
+    let loaded = Table::load(wh, ident).await.unwrap();
+    let n = commit_ids(&loaded)
+        .iter()
+        .filter(|c| *c == commit_id)
+        .count();
+    assert_eq!(n, 1, "{commit_id} present once");
+    assert_eq!(scan(&loaded).await.0, 10);
+}
+
+#[tokio::test]
+async fn unreadable_outcome_is_reported_as_unknown_and_rerun_settles_it() {
+    // All 5 read-backs fail, and so does the driver's last look at the head before giving
+    // up: Floe must not claim failure (the commit is in) nor success (it cannot tell).
+    let (result, opts, wh, ident) = append_with_lost_create(6).await;
+    let e = result.unwrap_err();
     assert!(matches!(e, Error::CommitUnknown { .. }), "{e}");
     assert!(e.is_retryable());
     assert!(e.to_string().contains(&opts.commit_id), "{e}");
@@ -141,40 +163,16 @@ async fn unreadable_outcome_is_reported_as_unknown_and_rerun_settles_it() {
         .await
         .unwrap();
     assert!(r.already_committed);
-    let loaded = Table::load(&wh, &ident).await.unwrap();
-    assert_eq!(
-        commit_ids(&loaded)
-            .iter()
-            .filter(|c| **c == opts.commit_id)
-            .count(),
-        1
-    );
+    present_once(&wh, &ident, &opts.commit_id).await;
 }
 
 #[tokio::test]
 async fn the_last_look_before_giving_up_finds_a_landed_commit() {
-    // As above, but the head is readable again when the driver looks for its commit id
-    // before giving up: the commit is found, acknowledged, and present once.
-    let rules = vec![
-        Rule::new(Op::Create, "v3.metadata.json", 1, Fault::FailAfter),
-        Rule::new(Op::Get, "v3.metadata.json", 1, Fault::FailBefore).times(5),
-    ];
-    let (wh, _faulty, ident) = setup(rules).await;
-    let mut t = Table::load(&wh, &ident).await.unwrap();
-    let opts = quick();
-    let r = append_batch(&mut t, |s| rows(s, "d", DAY0_US, 5, 0.0), opts.clone())
-        .await
-        .unwrap();
-    assert_eq!(r.version.0, 3);
-    let loaded = Table::load(&wh, &ident).await.unwrap();
-    assert_eq!(
-        commit_ids(&loaded)
-            .iter()
-            .filter(|c| **c == opts.commit_id)
-            .count(),
-        1
-    );
-    assert_eq!(scan(&loaded).await.0, 10);
+    // The head is readable again when the driver looks for its commit id before giving up:
+    // the commit is found, acknowledged, and present once.
+    let (result, opts, wh, ident) = append_with_lost_create(5).await;
+    assert_eq!(result.unwrap().version.0, 3);
+    present_once(&wh, &ident, &opts.commit_id).await;
 }
 
 #[tokio::test]
