@@ -691,22 +691,15 @@ impl Table {
         files: Vec<DataFile>,
         options: CommitOptions,
     ) -> Result<CommitReport> {
-        validate_commit_id(&options.commit_id)?;
-        if let Some(snapshot_id) = self.version.and(self.find_commit(&options.commit_id)) {
-            return Ok(CommitReport {
-                version: self.version.expect("checked"),
-                snapshot_id,
-                attempts: 0,
-                already_committed: true,
-            });
-        }
-        if files.is_empty() {
-            return Err(Error::InvalidArgument {
-                argument: "append".into(),
-                reason: "no data files to commit".into(),
-            });
-        }
-        let mut action = AppendAction::new(self, files, &options).await?;
+        // The driver looks for the commit id before the action writes anything, so a
+        // rerun of a landed append uploads no manifest.
+        let mut action = AppendAction {
+            files,
+            manifest: None,
+            snapshot_id: self.fresh_snapshot_id(),
+            write_id: uuid::Uuid::new_v4().to_string(),
+            options: &options,
+        };
         let done = self
             .commit(&options.commit_id, &options.policy, &mut action)
             .await?;
@@ -1089,32 +1082,16 @@ pub(crate) struct Cleanup {
     pub(crate) manifest_lists: Vec<String>,
 }
 
-/// The append action: one `append` snapshot of files whose manifest is written once and
-/// reused by every attempt (its entries inherit their sequence number, and the snapshot id
-/// stays fixed).
+/// The append action: one `append` snapshot of files whose manifest is written on the
+/// first attempt and reused by every later one (its entries inherit their sequence number,
+/// and the snapshot id stays fixed). Object names are fresh per call, never derived from
+/// the commit id, so a rerun of the same commit can never overwrite a committed object.
 struct AppendAction<'a> {
     files: Vec<DataFile>,
-    manifest: ManifestFile,
+    manifest: Option<ManifestFile>,
     snapshot_id: i64,
     write_id: String,
     options: &'a CommitOptions,
-}
-
-impl<'a> AppendAction<'a> {
-    async fn new(table: &Table, files: Vec<DataFile>, options: &'a CommitOptions) -> Result<Self> {
-        let snapshot_id = table.fresh_snapshot_id();
-        // Object names are fresh per call, never derived from the commit id, so a rerun
-        // of the same commit can never overwrite a committed object.
-        let write_id = uuid::Uuid::new_v4().to_string();
-        let manifest = table.write_manifest(&files, snapshot_id, &write_id).await?;
-        Ok(Self {
-            files,
-            manifest,
-            snapshot_id,
-            write_id,
-            options,
-        })
-    }
 }
 
 #[async_trait::async_trait]
@@ -1124,10 +1101,24 @@ impl Action for AppendAction<'_> {
     }
 
     async fn apply(&mut self, table: &Table, attempt: u32) -> Result<Option<Applied>> {
+        if self.files.is_empty() {
+            return Err(Error::InvalidArgument {
+                argument: "append".into(),
+                reason: "no data files to commit".into(),
+            });
+        }
+        if self.manifest.is_none() {
+            self.manifest = Some(
+                table
+                    .write_manifest(&self.files, self.snapshot_id, &self.write_id)
+                    .await?,
+            );
+        }
+        let manifest = self.manifest.as_ref().expect("written above");
         let (metadata, cleanup) = table
             .apply_append(
                 &self.files,
-                &self.manifest,
+                manifest,
                 self.snapshot_id,
                 self.options,
                 &self.write_id,
