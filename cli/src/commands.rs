@@ -438,7 +438,7 @@ fn describe_json(table: &Table) -> serde_json::Value {
         "location": table.location(),
         "format_version": m.format_version() as u8,
         "table_uuid": m.uuid().to_string(),
-        "version": table.version().map(|v| v.0),
+        "version": table.version().0,
         "metadata_location": table.metadata_location(),
         "schema": schema,
         "partition_spec": partition,
@@ -473,10 +473,7 @@ async fn describe(catalog: &Catalog, name: &str, json: bool) -> Result<()> {
     );
     println!("location           {}", table.location());
     println!("metadata location  {}", table.metadata_location());
-    println!(
-        "version            {}",
-        table.version().map(|v| v.0).unwrap_or(0)
-    );
+    println!("version            {}", table.version().0);
     println!("format version     {}", d["format_version"]);
     println!(
         "uuid               {}",
@@ -644,8 +641,11 @@ async fn check(catalog: &Catalog, name: &str, json: bool) -> Result<()> {
 }
 
 async fn maintain(catalog: &Catalog, ns: &Namespace, grace: &str, target_mib: u64) -> Result<()> {
-    use floe_table_format::{maintenance, rewrite, vacuum};
-    let grace_d = vacuum::parse_duration(grace)?;
+    use floe_table_format::{maintain, vacuum};
+    let options = maintain::MaintainOptions {
+        target_file_bytes: target_mib << 20,
+        grace: vacuum::parse_duration(grace)?,
+    };
     let tables = catalog.list_tables(ns).await?;
     let bar = indicatif::ProgressBar::new(tables.len() as u64);
     bar.set_style(
@@ -658,22 +658,14 @@ async fn maintain(catalog: &Catalog, ns: &Namespace, grace: &str, target_mib: u6
         bar.set_message(ident.to_string());
         let result: Result<Vec<String>> = async {
             let mut t = catalog.load_table(ident).await?;
-            let compacted = rewrite::compact(&mut t, target_mib << 20).await?;
-            let s = maintenance::Settings::of(t.metadata());
-            let expired = vacuum::expire(
-                &mut t,
-                std::time::Duration::from_millis(s.max_snapshot_age_ms.max(0) as u64),
-                s.min_snapshots_to_keep,
-            )
-            .await?;
-            let vac = vacuum::vacuum(&mut t, grace_d, false).await?;
+            let r = maintain::maintain(&mut t, &options).await?;
             Ok(vec![
                 ident.to_string(),
-                compacted
-                    .map(|r| format!("{} -> {}", r.removed, r.added))
+                r.compacted
+                    .map(|c| format!("{} -> {}", c.removed, c.added))
                     .unwrap_or_else(|| "-".into()),
-                expired.expired.len().to_string(),
-                vac.orphans.len().to_string(),
+                r.expired.expired.len().to_string(),
+                r.vacuumed.orphans.len().to_string(),
             ])
         }
         .await;

@@ -159,7 +159,7 @@ pub async fn run(
                     bar.inc(1);
                     bar.set_message(ident.to_string());
                 }
-                let version = table.version().map(|v| v.0).unwrap_or(0);
+                let version = table.version().0;
                 anyhow::Ok((ident.to_string(), rows, version))
             }
         })

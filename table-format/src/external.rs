@@ -8,8 +8,9 @@
 use iceberg::spec::TableMetadata;
 use iceberg::{TableRequirement, TableUpdate};
 
+use crate::driver::{Action, Applied};
 use crate::error::{Error, Result};
-use crate::table::{Action, Applied, Table};
+use crate::table::Table;
 
 /// Requirements and updates from another engine, applied by [`Table::commit`].
 #[derive(Debug, Clone)]

@@ -229,7 +229,7 @@ pub struct AppendReport {
     /// Bytes of data files written.
     pub bytes: u64,
     /// The commit.
-    pub commit: crate::table::CommitReport,
+    pub commit: crate::append::CommitReport,
 }
 
 /// Append input files to `table` as one commit: every file is read, conformed to the
@@ -238,7 +238,7 @@ pub struct AppendReport {
 pub async fn append_files(
     table: &mut crate::table::Table,
     files: &[std::path::PathBuf],
-    options: crate::table::CommitOptions,
+    options: crate::append::CommitOptions,
 ) -> Result<AppendReport> {
     // A rerun of a commit that already landed writes nothing.
     if let Some(snapshot_id) = table.find_commit(&options.commit_id) {
@@ -246,8 +246,8 @@ pub async fn append_files(
             rows: 0,
             data_files: 0,
             bytes: 0,
-            commit: crate::table::CommitReport {
-                version: table.version().unwrap_or(crate::Version(0)),
+            commit: crate::append::CommitReport {
+                version: table.version(),
                 snapshot_id,
                 attempts: 0,
                 already_committed: true,

@@ -24,16 +24,23 @@
 //! ```
 #![warn(missing_docs)]
 
+// Modules, lowest layer first; each uses only modules above it in this list.
+pub mod append;
 pub mod check;
 pub mod commit;
+pub mod driver;
 pub mod error;
 pub mod external;
+pub mod head;
 pub mod ident;
 pub mod ingest;
+pub mod maintain;
 pub mod maintenance;
+pub mod metadata;
 pub mod pointer;
 pub mod rewrite;
 pub mod schema;
+mod snapshot;
 pub mod storage;
 pub mod sync;
 pub mod table;
@@ -42,12 +49,13 @@ pub mod version;
 pub mod warehouse;
 pub mod writer;
 
+pub use append::{CommitOptions, CommitReport};
 pub use commit::RetryPolicy;
+pub use driver::{Action, Applied, Committed};
 pub use error::{Error, Result};
 pub use ident::{Namespace, TableIdent};
-pub use table::{
-    Action, Applied, CommitOptions, CommitReport, Committed, Table, TableDefinition, COMMIT_ID_KEY,
-};
+pub use metadata::COMMIT_ID_KEY;
+pub use table::{Table, TableDefinition, TableView};
 pub use version::Version;
 pub use warehouse::Warehouse;
 pub use writer::DataWriter;

@@ -12,16 +12,15 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
-use iceberg::spec::{
-    DataFile, ManifestFile, ManifestListWriter, Operation, PrimitiveLiteral, Snapshot,
-    SnapshotSummaryCollector, Summary, TableMetadataBuilder, MAIN_BRANCH,
-};
+use iceberg::spec::{DataFile, ManifestFile, Operation, PrimitiveLiteral};
 use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::commit::RetryPolicy;
+use crate::driver::{Action, Applied};
 use crate::error::{Error, Result};
-use crate::table::{Action, Applied, Table, COMMIT_ID_KEY};
+use crate::snapshot::{self, NewSnapshot, SnapshotProducer};
+use crate::table::{Table, TableView};
 use crate::version::Version;
 use crate::writer::DataWriter;
 
@@ -50,7 +49,7 @@ pub struct LiveFile {
 }
 
 /// Every live data file of the table's current snapshot.
-pub async fn live_files(table: &Table) -> Result<Vec<LiveFile>> {
+pub async fn live_files(table: &TableView) -> Result<Vec<LiveFile>> {
     match table.metadata().current_snapshot() {
         Some(current) => live_files_at(table, current).await,
         None => Ok(Vec::new()),
@@ -59,7 +58,7 @@ pub async fn live_files(table: &Table) -> Result<Vec<LiveFile>> {
 
 /// Every live data file of `snapshot` of `table`.
 pub async fn live_files_at(
-    table: &Table,
+    table: &TableView,
     snapshot: &iceberg::spec::SnapshotRef,
 ) -> Result<Vec<LiveFile>> {
     let it = table.iceberg()?;
@@ -106,7 +105,7 @@ impl Table {
         let added_manifest = if added.is_empty() {
             None
         } else {
-            Some(self.write_manifest(&added, snapshot_id, &write_id).await?)
+            Some(snapshot::write_added_manifest(self, &added, snapshot_id, &write_id).await?)
         };
         let commit_id = uuid::Uuid::new_v4().to_string();
         let mut action = ReplaceAction {
@@ -129,33 +128,47 @@ impl Table {
             attempts: done.attempts,
         })
     }
+}
 
-    #[allow(clippy::too_many_arguments)]
-    async fn build_rewrite(
-        &self,
-        removed: &HashSet<&str>,
-        added: &[DataFile],
-        added_manifest: Option<&ManifestFile>,
-        snapshot_id: i64,
-        write_id: &str,
-        attempt: u32,
-        operation: Operation,
-        commit_id: &str,
-    ) -> Result<iceberg::spec::TableMetadata> {
-        let base = self.metadata().as_ref().clone();
-        let parent = base
-            .current_snapshot()
-            .cloned()
-            .ok_or_else(|| Error::InvalidArgument {
+/// The replace / delete action: remove files that must still be live in the head it
+/// builds on (else [`Error::FilesChanged`], committing nothing) and add rewritten ones.
+struct ReplaceAction<'a> {
+    removed: HashSet<&'a str>,
+    added: &'a [DataFile],
+    added_manifest: Option<ManifestFile>,
+    snapshot_id: i64,
+    write_id: String,
+    operation: Operation,
+    commit_id: String,
+}
+
+#[async_trait::async_trait]
+impl Action for ReplaceAction<'_> {
+    fn kind(&self) -> &'static str {
+        match self.operation {
+            Operation::Delete => "delete-files",
+            _ => "replace",
+        }
+    }
+
+    async fn apply(&mut self, table: &Table, attempt: u32) -> Result<Option<Applied>> {
+        if table.metadata().current_snapshot().is_none() {
+            return Err(Error::InvalidArgument {
                 argument: "rewrite".into(),
-                reason: format!("{} has no snapshot", self.name()),
-            })?;
-        let it = self.iceberg()?;
-        let list = it.manifest_list_reader(&parent).load().await.map_err(|e| {
-            Error::iceberg(format!("read manifest list {}", parent.manifest_list()), e)
-        })?;
+                reason: format!("{} has no snapshot", table.name()),
+            });
+        }
+        let removed = &self.removed;
+        let producer = SnapshotProducer::new(
+            table,
+            self.snapshot_id,
+            &self.write_id,
+            attempt,
+            &self.commit_id,
+        );
         let loaded =
-            crate::maintenance::load_manifests(self.file_io(), list.entries().to_vec()).await?;
+            crate::maintenance::load_manifests(table.file_io(), producer.base_manifests().await?)
+                .await?;
         // Validate: every file to remove is live in this base.
         let mut found: HashMap<String, DataFile> = HashMap::new();
         for (_, manifest) in &loaded {
@@ -173,12 +186,10 @@ impl Table {
                 .collect();
             missing.sort();
             return Err(Error::FilesChanged {
-                table: self.name().to_string(),
+                table: table.name().to_string(),
                 missing,
             });
         }
-        let spec = base.default_partition_spec().clone();
-        let schema = base.current_schema().clone();
         let mut manifests = Vec::new();
         for (k, (m, manifest)) in loaded.into_iter().enumerate() {
             let touches = manifest
@@ -189,11 +200,7 @@ impl Table {
                 manifests.push(m);
                 continue;
             }
-            let location = format!(
-                "{}/metadata/{write_id}-a{attempt}-r{k}.avro",
-                self.location()
-            );
-            let mut writer = self.new_manifest_writer(&location, snapshot_id)?;
+            let (location, mut writer) = producer.manifest_writer(&format!("r{k}"))?;
             for e in manifest.entries().iter().filter(|e| e.is_alive()) {
                 let (Some(snap), Some(seq)) = (e.snapshot_id(), e.sequence_number()) else {
                     return Err(Error::CorruptMetadata {
@@ -220,121 +227,19 @@ impl Table {
                     .map_err(|e| Error::iceberg(format!("write manifest {location}"), e))?,
             );
         }
-        if let Some(m) = added_manifest {
-            manifests.push(m.clone());
-        }
-        let sequence_number = base.next_sequence_number();
-        let list_location = format!(
-            "{}/metadata/snap-{snapshot_id}-{attempt}-{write_id}.avro",
-            self.location()
-        );
-        let out = self
-            .file_io()
-            .new_output(&list_location)
-            .map_err(|e| Error::iceberg(format!("open {list_location}"), e))?
-            .writer()
-            .await
-            .map_err(|e| Error::iceberg(format!("open {list_location}"), e))?;
-        let mut writer = ManifestListWriter::v2(
-            out,
-            snapshot_id,
-            Some(parent.snapshot_id()),
-            sequence_number,
-        );
-        writer
-            .add_manifests(manifests.into_iter())
-            .map_err(|e| Error::iceberg(format!("write {list_location}"), e))?;
-        writer
-            .close()
-            .await
-            .map_err(|e| Error::iceberg(format!("write {list_location}"), e))?;
-
-        let mut collector = SnapshotSummaryCollector::default();
-        for f in added {
-            collector.add_file(f, schema.clone(), spec.clone());
-        }
-        for f in found.values() {
-            collector.remove_file(f, schema.clone(), spec.clone());
-        }
-        let mut props = collector.build();
-        let prev = &parent.summary().additional_properties;
-        for (total, plus, minus) in [
-            ("total-records", "added-records", "deleted-records"),
-            ("total-data-files", "added-data-files", "deleted-data-files"),
-            ("total-files-size", "added-files-size", "removed-files-size"),
-        ] {
-            let get =
-                |m: &HashMap<String, String>, k: &str| m.get(k).and_then(|v| v.parse::<i64>().ok());
-            if let Some(p) = get(prev, total) {
-                let v = p + get(&props, plus).unwrap_or(0) - get(&props, minus).unwrap_or(0);
-                props.insert(total.to_string(), v.max(0).to_string());
-            }
-        }
-        for key in [
-            "total-delete-files",
-            "total-position-deletes",
-            "total-equality-deletes",
-        ] {
-            if let Some(v) = prev.get(key) {
-                props.insert(key.to_string(), v.clone());
-            }
-        }
-        props.insert(COMMIT_ID_KEY.into(), commit_id.to_string());
-        let snapshot = Snapshot::builder()
-            .with_manifest_list(list_location)
-            .with_snapshot_id(snapshot_id)
-            .with_parent_snapshot_id(Some(parent.snapshot_id()))
-            .with_sequence_number(sequence_number)
-            .with_summary(Summary {
-                operation,
-                additional_properties: props,
+        manifests.extend(self.added_manifest.clone());
+        let removed_files: Vec<DataFile> = found.into_values().collect();
+        let applied = producer
+            .produce(NewSnapshot {
+                operation: self.operation.clone(),
+                manifests,
+                added: self.added,
+                removed: &removed_files,
+                summary: HashMap::new(),
+                table_properties: HashMap::new(),
             })
-            .with_schema_id(base.current_schema_id())
-            .with_timestamp_ms(crate::table::now_ms().max(base.last_updated_ms() + 1))
-            .build();
-        TableMetadataBuilder::new_from_metadata(base, Some(self.metadata_location().to_string()))
-            .set_branch_snapshot(snapshot, MAIN_BRANCH)
-            .and_then(|b| b.build())
-            .map(|r| r.metadata)
-            .map_err(|e| Error::iceberg(format!("build next metadata of {}", self.name()), e))
-    }
-}
-
-/// The replace / delete action: remove files that must still be live in the head it
-/// builds on (else [`Error::FilesChanged`], committing nothing) and add rewritten ones.
-struct ReplaceAction<'a> {
-    removed: HashSet<&'a str>,
-    added: &'a [DataFile],
-    added_manifest: Option<ManifestFile>,
-    snapshot_id: i64,
-    write_id: String,
-    operation: Operation,
-    commit_id: String,
-}
-
-#[async_trait::async_trait]
-impl Action for ReplaceAction<'_> {
-    fn kind(&self) -> &'static str {
-        match self.operation {
-            Operation::Delete => "delete-files",
-            _ => "replace",
-        }
-    }
-
-    async fn apply(&mut self, table: &Table, attempt: u32) -> Result<Option<Applied>> {
-        let metadata = table
-            .build_rewrite(
-                &self.removed,
-                self.added,
-                self.added_manifest.as_ref(),
-                self.snapshot_id,
-                &self.write_id,
-                attempt,
-                self.operation.clone(),
-                &self.commit_id,
-            )
             .await?;
-        Ok(Some(Applied::new(metadata)))
+        Ok(Some(applied))
     }
 }
 
@@ -380,7 +285,7 @@ pub async fn retain(
         .map(Some)
 }
 
-async fn read_data_file(table: &Table, path: &str) -> Result<Vec<RecordBatch>> {
+async fn read_data_file(table: &TableView, path: &str) -> Result<Vec<RecordBatch>> {
     let wh = table.warehouse();
     let bytes = wh
         .store()

@@ -33,9 +33,11 @@ use iceberg::spec::{
 };
 use object_store::{ObjectStoreExt, WriteMultipart};
 
+use crate::append::CommitOptions;
 use crate::commit::RetryPolicy;
+use crate::driver::{Action, Applied};
 use crate::error::{Error, Result};
-use crate::table::{Action, Applied, CommitOptions, Table, TableDefinition};
+use crate::table::{Table, TableDefinition};
 use crate::warehouse::Warehouse;
 
 /// Local table property: the sequence number of the newest local snapshot the cloud holds.
@@ -769,7 +771,7 @@ pub async fn prune_local(
             reason: format!("{} has no column '{column}'", local.name()),
         })?
         .id;
-    let cutoff_us = crate::table::now_ms() * 1000 - older_than.as_micros() as i64;
+    let cutoff_us = crate::metadata::now_ms() * 1000 - older_than.as_micros() as i64;
     let old: Vec<String> = crate::rewrite::live_files(local)
         .await?
         .into_iter()
@@ -841,7 +843,7 @@ mod tests {
                 .with_snapshot_id(k)
                 .with_parent_snapshot_id((k > 1).then_some(k - 1))
                 .with_sequence_number(k)
-                .with_timestamp_ms(crate::table::now_ms() + 1_000 + k)
+                .with_timestamp_ms(crate::metadata::now_ms() + 1_000 + k)
                 .with_manifest_list(format!("memory://t/ns/t/metadata/snap-{k}.avro"))
                 .with_summary(Summary {
                     operation: op.clone(),

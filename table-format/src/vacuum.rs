@@ -16,8 +16,9 @@ use futures::stream::{self, StreamExt};
 use iceberg::spec::TableMetadataBuilder;
 
 use crate::commit::RetryPolicy;
+use crate::driver::{Action, Applied};
 use crate::error::{Error, Result};
-use crate::table::{Action, Applied, Table};
+use crate::table::Table;
 
 /// Parse a duration such as `30s`, `15m`, `1h`, `7d` (also `500ms`).
 pub fn parse_duration(text: &str) -> Result<Duration> {
@@ -55,7 +56,7 @@ pub async fn expire(
     older_than: Duration,
     retain_last: usize,
 ) -> Result<ExpireReport> {
-    let cutoff = crate::table::now_ms().saturating_sub(older_than.as_millis() as i64);
+    let cutoff = crate::metadata::now_ms().saturating_sub(older_than.as_millis() as i64);
     table.refresh().await?;
     let mut action = ExpireAction {
         cutoff,

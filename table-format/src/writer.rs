@@ -21,7 +21,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::error::{Error, Result};
-use crate::table::Table;
+use crate::table::TableView;
 
 type Builder =
     DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
@@ -54,7 +54,7 @@ impl DataWriter {
     /// A writer for `table`'s current schema and default partition spec. Data file names
     /// start with a fresh UUID, so no two writers (nor two runs of one commit) ever write
     /// the same object.
-    pub fn new(table: &Table) -> Result<Self> {
+    pub fn new(table: &TableView) -> Result<Self> {
         let file_prefix = uuid::Uuid::new_v4().to_string();
         let metadata = table.metadata();
         let schema = metadata.current_schema().clone();

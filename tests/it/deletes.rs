@@ -186,7 +186,7 @@ async fn commit_deletes(table: &mut Table, deletes: Vec<DataFile>) {
             Ok(self.0.take().map(Applied::new))
         }
     }
-    let before = table.version().unwrap();
+    let before = table.version();
     let done = table
         .commit(
             "prebuilt-delete",

@@ -37,7 +37,7 @@ fn key(wh: &Warehouse, location: &str) -> Path {
     wh.object_path(location).unwrap()
 }
 
-async fn scan_result(t: &Table) -> Result<usize, String> {
+async fn scan_result(t: &floe_table_format::TableView) -> Result<usize, String> {
     let it = t.iceberg().map_err(|e| e.to_string())?;
     let stream = it
         .scan()
@@ -200,7 +200,7 @@ async fn gaps_wrong_hints_and_junk_are_tolerated_and_reported() {
             .await
             .unwrap()
             .version(),
-        Some(Version(4))
+        Version(4)
     );
     let r = check_table(&wh, t.ident().unwrap()).await.unwrap();
     assert!(

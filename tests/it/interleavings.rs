@@ -111,7 +111,7 @@ proptest! {
                 }
             }
             assert_eq!(ids.len(), t.metadata().snapshots().len());
-            assert_eq!(t.version(), Some(Version(1 + ids.len() as u64)), "gap-free: {rules:?}");
+            assert_eq!(t.version(), Version(1 + ids.len() as u64), "gap-free: {rules:?}");
             for v in 1..=1 + ids.len() as u64 {
                 let loc = floe_table_format::version::metadata_location(t.location(), Version(v));
                 assert!(Table::open_metadata(&plain, &loc).await.is_ok(), "v{v} readable");

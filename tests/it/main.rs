@@ -10,6 +10,7 @@ mod faults;
 mod hostile;
 mod interleavings;
 mod interop;
+mod layout;
 mod maintenance;
 mod race;
 mod roundtrip;

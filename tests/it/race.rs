@@ -88,7 +88,7 @@ fn race(wh: &floe_table_format::Warehouse, dir: &std::path::Path) {
         got.sort();
         acked.sort();
         assert_eq!(got, acked, "every acknowledged commit exactly once");
-        assert_eq!(t.version(), Some(Version(1 + (writers * rounds) as u64)));
+        assert_eq!(t.version(), Version(1 + (writers * rounds) as u64));
         for v in 1..=(1 + writers * rounds) as u64 {
             let loc = floe_table_format::version::metadata_location(t.location(), Version(v));
             wh.store()

@@ -30,7 +30,7 @@ async fn append_and_reload_on_every_backend() {
             assert_eq!(r.attempts, 1, "{backend}");
         }
         let loaded = Table::load(&wh, &ident).await.unwrap();
-        assert_eq!(loaded.version(), Some(Version(4)), "{backend}");
+        assert_eq!(loaded.version(), Version(4), "{backend}");
         assert_eq!(loaded.metadata().snapshots().len(), 3, "{backend}");
         assert_eq!(commit_ids(&loaded), ids, "{backend}");
         let (n, sum) = scan(&loaded).await;
@@ -183,7 +183,7 @@ async fn concurrent_writers_lose_nothing() {
         assert_eq!(got, want, "{backend}");
         assert_eq!(
             loaded.version(),
-            Some(Version(1 + acked.len() as u64)),
+            Version(1 + acked.len() as u64),
             "{backend}: gap-free"
         );
         assert_eq!(scan(&loaded).await.0, 7 * acked.len(), "{backend}");

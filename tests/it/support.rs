@@ -8,7 +8,7 @@ use futures::TryStreamExt;
 
 use floe_table_format::schema::{self, DEFAULT_PARTITION};
 use floe_table_format::{
-    CommitOptions, CommitReport, DataWriter, Table, TableDefinition, Warehouse,
+    CommitOptions, CommitReport, DataWriter, Table, TableDefinition, TableView, Warehouse,
 };
 
 /// A fresh, empty warehouse on a local temp folder.
@@ -112,7 +112,7 @@ pub async fn append_batch(
 }
 
 /// Scan the whole table with iceberg's reader (through Floe's storage): (rows, sum of value).
-pub async fn scan(table: &Table) -> (usize, f64) {
+pub async fn scan(table: &TableView) -> (usize, f64) {
     let t = table.iceberg().unwrap();
     let stream = t.scan().build().unwrap().to_arrow().await.unwrap();
     let batches: Vec<RecordBatch> = stream.try_collect().await.unwrap();
@@ -132,7 +132,7 @@ pub async fn scan(table: &Table) -> (usize, f64) {
 }
 
 /// Commit ids of all snapshots, in sequence order.
-pub fn commit_ids(table: &Table) -> Vec<String> {
+pub fn commit_ids(table: &TableView) -> Vec<String> {
     let mut snaps: Vec<_> = table.metadata().snapshots().collect();
     snaps.sort_by_key(|s| s.sequence_number());
     snaps

@@ -4,11 +4,12 @@
 //! 1. look for the action's commit id in the head (a rerun of a landed commit is a no-op);
 //! 2. let the action build the next metadata on the head (it re-validates its
 //!    preconditions there, e.g. a replace checks its files are still live);
-//! 3. claim the next version: create-only `v{N+1}` (Hadoop layout) or a CAS on the
-//!    catalog's pointer;
-//! 4. on an ambiguous answer, read the version back and compare it byte for byte;
+//! 3. claim the next version through the table's [`crate::head::HeadStore`]: create-only
+//!    `v{N+1}` (Hadoop layout) or a CAS on the catalog's pointer;
+//! 4. on an ambiguous answer, read the claim back (byte for byte, or the pointer);
 //! 5. on a lost race, back off with jitter, reload, look for the commit id again, re-apply;
-//! 6. once won: write the hint and run the action's post-commit cleanup;
+//! 6. once won: the head store's bookkeeping (the hint), then the post-commit cleanup
+//!    (tombstones of expired versions, expired manifest lists);
 //! 7. give up with [`Error::CommitConflict`] (nothing committed) or [`Error::CommitUnknown`]
 //!    naming the commit id that a rerun settles.
 //!
@@ -18,14 +19,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use iceberg::spec::TableMetadata;
+use iceberg::spec::{ManifestFile, TableMetadata};
 use object_store::ObjectStoreExt;
 use tracing::Instrument;
 
-use super::{find_commit, validate_commit_id, Cleanup, Table, FORBIDDEN_PROPERTIES};
-use crate::commit::{self, AttemptState, Event, GiveUp, Next, PutOutcome, ReadBack, RetryPolicy};
+use crate::commit::{self, AttemptState, Event, GiveUp, Next, RetryPolicy};
 use crate::error::{Error, Result};
-use crate::pointer;
+use crate::head::Head;
+use crate::maintenance;
+use crate::metadata::{self, find_commit, validate_commit_id, FORBIDDEN_PROPERTIES};
+use crate::table::Table;
 use crate::version::{self, Version};
 
 /// One change to a table, run by [`Table::commit`].
@@ -95,13 +98,7 @@ impl Table {
         policy: &RetryPolicy,
         action: &mut (dyn Action + '_),
     ) -> Result<Committed> {
-        let base = self.version.ok_or_else(|| Error::InvalidArgument {
-            argument: "table".into(),
-            reason: format!(
-                "{} was opened from a metadata file and is read-only",
-                self.name
-            ),
-        })?;
+        let base = self.version;
         validate_commit_id(commit_id)?;
         let span = tracing::info_span!("commit", table = %self.name, action = action.kind(), base = base.0, commit_id = %commit_id);
         let mut ambiguous_version = None;
@@ -126,7 +123,7 @@ impl Table {
 
     fn committed(&self, attempts: u32, already_committed: bool) -> Committed {
         Committed {
-            version: self.version.expect("a writable table has a version"),
+            version: self.version,
             attempts,
             already_committed,
         }
@@ -175,51 +172,39 @@ impl Table {
             return Ok(self.committed(0, true));
         }
         loop {
-            let target = self.version.expect("checked in commit").next();
+            let target = self.version.next();
             let Some(applied) = action.apply(self, state.attempts).await? else {
                 return Ok(self.committed(state.attempts, true));
             };
             self.confine(&applied.metadata)?;
-            let location = match self.pointer {
-                None => version::metadata_location(&self.location, target),
-                Some(_) => pointer::new_metadata_location(&self.location, target.0),
-            };
-            let base_location = self.metadata_location.clone();
-            let body =
-                serde_json::to_vec(&applied.metadata).map_err(|e| Error::CorruptMetadata {
-                    location: location.clone(),
-                    reason: e.to_string(),
-                })?;
-            let outcome = match self.put_next(&location, body.clone()).await? {
-                Ok(o) => o,
-                Err(e) if crate::error::is_transient(&e) => {
-                    tracing::warn!(version = target.0, error = %e, "claim had no clear answer");
-                    PutOutcome::Unknown
-                }
-                Err(source) => return Err(Error::Write { location, source }),
-            };
-            if outcome == PutOutcome::Unknown {
+            let location = self.head.next_location(target);
+            let base = self.head_now();
+            let body = metadata::to_bytes(&applied.metadata, &location)?;
+            let outcome = self.head.claim(&base, &location, body.clone()).await?;
+            if outcome == commit::PutOutcome::Unknown {
                 *ambiguous_version = Some(target.0);
             }
             state.attempts += 1;
             state.verifies = 0;
-            state.ambiguous |= outcome == PutOutcome::Unknown;
+            state.ambiguous |= outcome == commit::PutOutcome::Unknown;
             state.elapsed = started.elapsed();
             let mut event = Event::Put(outcome);
             loop {
                 match commit::next(event, &state, policy, rand::random::<f64>()) {
                     Next::Done => {
-                        let Applied { metadata, cleanup } = applied;
-                        self.version = Some(target);
-                        self.metadata_location = location.clone();
-                        self.metadata = Arc::new(metadata);
-                        if self.pointer.is_none() {
-                            if let Err(e) =
-                                version::write_hint(&self.warehouse, &self.location, target).await
-                            {
-                                tracing::warn!(error = %e, "could not write the version hint");
-                            }
-                        }
+                        let Applied {
+                            metadata,
+                            mut cleanup,
+                        } = applied;
+                        cleanup.metadata_files =
+                            expired_versions(&self.metadata, &metadata, base.version);
+                        cleanup.enabled = maintenance::Settings::of(&metadata).delete_after_commit;
+                        let won = Head {
+                            version: target,
+                            metadata_location: location.clone(),
+                        };
+                        self.adopt(won.clone(), metadata);
+                        self.head.after_win(&won).await;
                         if let Some(list) = cleanup.written_list.clone() {
                             self.list_cache = Some(list);
                         }
@@ -229,8 +214,7 @@ impl Table {
                     Next::Verify(delay) => {
                         tokio::time::sleep(delay).await;
                         state.verifies += 1;
-                        event =
-                            Event::ReadBack(self.read_back(&location, &base_location, &body).await);
+                        event = Event::ReadBack(self.head.read_back(&base, &location, &body).await);
                     }
                     Next::Rebase(delay) => {
                         tokio::time::sleep(delay).await;
@@ -269,39 +253,86 @@ impl Table {
         }
     }
 
-    /// Read the claimed version back: is `location` (holding exactly `body`) the head now?
-    async fn read_back(&self, location: &str, base_location: &str, body: &[u8]) -> ReadBack {
-        match &self.pointer {
-            None => {
-                let path = match self.warehouse.object_path(location) {
-                    Ok(p) => p,
-                    Err(_) => return ReadBack::Failed,
-                };
-                match self.warehouse.store().get(&path).await {
-                    Ok(r) => match r.bytes().await {
-                        Ok(b) if b.as_ref() == body => ReadBack::Ours,
-                        Ok(_) => ReadBack::Theirs,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "read-back failed");
-                            ReadBack::Failed
-                        }
-                    },
-                    Err(object_store::Error::NotFound { .. }) => ReadBack::Missing,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "read-back failed");
-                        ReadBack::Failed
-                    }
-                }
+    /// The post-commit step, once a version was won: tombstone the metadata versions the
+    /// commit expired from the log and delete expired snapshots' manifest lists (best
+    /// effort: a failure leaves garbage for vacuum, never a broken table). Only objects
+    /// under the table's own `metadata/` are touched.
+    async fn clean_up(&self, cleanup: Cleanup) {
+        let own = format!("{}/metadata/", self.location);
+        // Expired metadata versions, when `write.metadata.delete-after-commit.enabled`.
+        let expired_versions = if cleanup.enabled {
+            cleanup.metadata_files
+        } else {
+            Vec::new()
+        };
+        for location in expired_versions {
+            let Some(name) = location.strip_prefix(&own) else {
+                continue;
+            };
+            let Some(v) = version::parse_metadata_file_name(name) else {
+                continue;
+            };
+            // Never delete a version: a stale writer could claim the freed name and fork
+            // the history. A tiny tombstone keeps the name taken.
+            let body = format!("{{\"floe-tombstone\": true, \"expired-version\": {}}}", v.0);
+            let Ok(path) = self.warehouse.object_path(&location) else {
+                continue;
+            };
+            if let Err(e) = self
+                .warehouse
+                .store()
+                .put(&path, body.into_bytes().into())
+                .await
+            {
+                tracing::warn!(object = %location, error = %e, "could not tombstone an expired version");
             }
-            Some(p) => match p.current().await {
-                Ok(Some(cur)) if cur == location => ReadBack::Ours,
-                Ok(Some(cur)) if cur == base_location => ReadBack::Missing,
-                Ok(_) => ReadBack::Theirs,
-                Err(e) => {
-                    tracing::warn!(error = %e, "read-back failed");
-                    ReadBack::Failed
-                }
-            },
         }
+        // Expired snapshots' manifest lists: one batched delete (a bulk request on S3).
+        let lists: Vec<String> = cleanup
+            .manifest_lists
+            .into_iter()
+            .filter(|l| l.starts_with(&own))
+            .collect();
+        self.delete_objects(&lists).await;
     }
+}
+
+/// The metadata versions a commit on `base` (at version `base_version`) dropped from the
+/// metadata log: in the base's log (or the base itself) and not in `next`'s. Only versions
+/// strictly below the base qualify, whatever the logs say: a hostile or stale log can never
+/// make a writer tombstone the head or anything above it.
+fn expired_versions(
+    base: &TableMetadata,
+    next: &TableMetadata,
+    base_version: Version,
+) -> Vec<String> {
+    let kept: std::collections::HashSet<&str> = next
+        .metadata_log()
+        .iter()
+        .map(|l| l.metadata_file.as_str())
+        .collect();
+    base.metadata_log()
+        .iter()
+        .map(|l| l.metadata_file.clone())
+        .filter(|f| !kept.contains(f.as_str()))
+        .filter(|f| {
+            f.rsplit('/')
+                .next()
+                .and_then(version::parse_metadata_file_name)
+                .is_some_and(|v| v < base_version)
+        })
+        .collect()
+}
+
+/// What a commit made unreachable, removed once it has won (the driver's post-commit step).
+#[derive(Debug, Default)]
+pub(crate) struct Cleanup {
+    /// The manifest list this commit wrote (cached by the handle once it has won).
+    pub(crate) written_list: Option<(i64, Arc<Vec<ManifestFile>>)>,
+    /// Whether expired metadata versions are tombstoned (set by the driver).
+    pub(crate) enabled: bool,
+    /// Metadata versions the commit expired from the metadata log (set by the driver).
+    pub(crate) metadata_files: Vec<String>,
+    /// Manifest lists of snapshots the commit expired.
+    pub(crate) manifest_lists: Vec<String>,
 }

@@ -1,0 +1,225 @@
+//! The append action: one `append` snapshot of new data files, with merge-append (small
+//! manifests are merged so the manifest list stays bounded) and in-commit expiry (old
+//! snapshots beyond the table's limits leave the metadata in the same version).
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use iceberg::spec::{DataFile, ManifestFile, Operation, TableMetadataBuilder};
+
+use crate::commit::RetryPolicy;
+use crate::driver::{Action, Applied};
+use crate::error::{Error, Result};
+use crate::maintenance;
+use crate::metadata::now_ms;
+use crate::snapshot::{self, NewSnapshot, SnapshotProducer};
+use crate::table::Table;
+use crate::version::Version;
+
+/// How an append commits.
+#[derive(Debug, Clone)]
+pub struct CommitOptions {
+    /// The id stamped into the snapshot summary. Reusing the id of an earlier attempt makes
+    /// the append idempotent: if that attempt landed, nothing is committed again.
+    pub commit_id: String,
+    /// Retry limits.
+    pub policy: RetryPolicy,
+    /// Extra snapshot-summary properties.
+    pub properties: HashMap<String, String>,
+    /// Table properties set in the same version as the snapshot (atomically with it), for
+    /// example a projection watermark set by sync. Usually empty.
+    pub table_properties: HashMap<String, String>,
+}
+
+impl Default for CommitOptions {
+    fn default() -> Self {
+        Self {
+            commit_id: uuid::Uuid::new_v4().to_string(),
+            policy: RetryPolicy::default(),
+            properties: HashMap::new(),
+            table_properties: HashMap::new(),
+        }
+    }
+}
+
+/// What a successful commit did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitReport {
+    /// The table's head version after the call (the commit is in this version, or in an
+    /// earlier one when `already_committed`).
+    pub version: Version,
+    /// The snapshot it added.
+    pub snapshot_id: i64,
+    /// Version puts made (1 without contention).
+    pub attempts: u32,
+    /// True if the commit had already landed earlier (same commit id) and nothing new was written.
+    pub already_committed: bool,
+}
+
+/// How long [`Table::append`] may take at most, for documentation and CLI defaults.
+pub fn default_commit_timeout() -> Duration {
+    RetryPolicy::default().max_elapsed
+}
+
+impl Table {
+    /// Commit data files (written by [`crate::writer::DataWriter`]) as one append snapshot,
+    /// through the one commit driver ([`Table::commit`]).
+    pub async fn append(
+        &mut self,
+        files: Vec<DataFile>,
+        options: CommitOptions,
+    ) -> Result<CommitReport> {
+        // The driver looks for the commit id before the action writes anything, so a
+        // rerun of a landed append uploads no manifest.
+        let mut action = AppendAction {
+            files,
+            manifest: None,
+            snapshot_id: self.fresh_snapshot_id(),
+            write_id: uuid::Uuid::new_v4().to_string(),
+            options: &options,
+        };
+        let done = self
+            .commit(&options.commit_id, &options.policy, &mut action)
+            .await?;
+        Ok(CommitReport {
+            version: done.version,
+            snapshot_id: self
+                .find_commit(&options.commit_id)
+                .unwrap_or(action.snapshot_id),
+            attempts: done.attempts,
+            already_committed: done.already_committed,
+        })
+    }
+}
+
+/// The append action: one `append` snapshot of files whose manifest is written on the
+/// first attempt and reused by every later one (its entries inherit their sequence number,
+/// and the snapshot id stays fixed).
+struct AppendAction<'a> {
+    files: Vec<DataFile>,
+    manifest: Option<ManifestFile>,
+    snapshot_id: i64,
+    write_id: String,
+    options: &'a CommitOptions,
+}
+
+#[async_trait::async_trait]
+impl Action for AppendAction<'_> {
+    fn kind(&self) -> &'static str {
+        "append"
+    }
+
+    async fn apply(&mut self, table: &Table, attempt: u32) -> Result<Option<Applied>> {
+        if self.files.is_empty() {
+            return Err(Error::InvalidArgument {
+                argument: "append".into(),
+                reason: "no data files to commit".into(),
+            });
+        }
+        if self.manifest.is_none() {
+            self.manifest = Some(
+                snapshot::write_added_manifest(
+                    table,
+                    &self.files,
+                    self.snapshot_id,
+                    &self.write_id,
+                )
+                .await?,
+            );
+        }
+        let manifest = self.manifest.clone().expect("written above");
+        let producer = SnapshotProducer::new(
+            table,
+            self.snapshot_id,
+            &self.write_id,
+            attempt,
+            &self.options.commit_id,
+        );
+        let base = table.metadata().as_ref();
+        let settings = maintenance::Settings::of(base);
+        let mut manifests = producer.base_manifests().await?;
+        // Merge small manifests so the manifest list stays bounded (merge-append).
+        let groups =
+            maintenance::plan_merge(&manifests, base.default_partition_spec_id(), &settings);
+        if !groups.is_empty() {
+            let mut merged = Vec::new();
+            for (k, group) in groups.iter().enumerate() {
+                let sources: Vec<ManifestFile> =
+                    group.iter().map(|i| manifests[*i].clone()).collect();
+                merged.push(merge_manifests(table, &producer, sources, k + 1).await?);
+            }
+            let drop: HashSet<usize> = groups.iter().flatten().copied().collect();
+            manifests = manifests
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| !drop.contains(i))
+                .map(|(_, m)| m)
+                .chain(merged)
+                .collect();
+        }
+        manifests.push(manifest);
+        let mut applied = producer
+            .produce(NewSnapshot {
+                operation: Operation::Append,
+                manifests,
+                added: &self.files,
+                removed: &[],
+                summary: self.options.properties.clone(),
+                table_properties: self.options.table_properties.clone(),
+            })
+            .await?;
+        // Expire snapshots so the metadata JSON stays bounded.
+        let expired = maintenance::snapshots_to_expire(&applied.metadata, &settings, now_ms());
+        if !expired.is_empty() {
+            applied.cleanup.manifest_lists = expired
+                .iter()
+                .filter_map(|id| applied.metadata.snapshot_by_id(*id))
+                .map(|s| s.manifest_list().to_string())
+                .collect();
+            applied.metadata = TableMetadataBuilder::new_from_metadata(applied.metadata, None)
+                .remove_snapshots(&expired)
+                .build()
+                .map_err(|e| Error::iceberg(format!("build next metadata of {}", table.name()), e))?
+                .metadata;
+        }
+        Ok(Some(applied))
+    }
+}
+
+/// Rewrite several manifests as one whose entries are all `EXISTING` (with their own
+/// snapshot ids and sequence numbers); deleted entries are dropped.
+async fn merge_manifests(
+    table: &Table,
+    producer: &SnapshotProducer<'_>,
+    sources: Vec<ManifestFile>,
+    k: usize,
+) -> Result<ManifestFile> {
+    let (location, mut writer) = producer.manifest_writer(&format!("m{k}"))?;
+    // Read the sources concurrently (a merge reads up to min-count-to-merge manifests).
+    let loaded = maintenance::load_manifests(table.file_io(), sources).await?;
+    for (source, manifest) in loaded {
+        for entry in manifest.entries() {
+            if !maintenance::keep_entry(entry.status()) {
+                continue;
+            }
+            let (Some(snap), Some(seq)) = (entry.snapshot_id(), entry.sequence_number()) else {
+                return Err(Error::CorruptMetadata {
+                    location: source.manifest_path.clone(),
+                    reason: "an entry has no snapshot id or sequence number".into(),
+                });
+            };
+            writer
+                .add_existing_file(
+                    entry.data_file().clone(),
+                    snap,
+                    seq,
+                    entry.file_sequence_number,
+                )
+                .map_err(|e| Error::iceberg(format!("merge into {location}"), e))?;
+        }
+    }
+    writer
+        .write_manifest_file()
+        .await
+        .map_err(|e| Error::iceberg(format!("write merged manifest {location}"), e))
+}

@@ -1,0 +1,126 @@
+//! Table metadata objects: reading and parsing them (refusing tombstones and gzip),
+//! writing them, the rules every committed metadata must keep, and the commit-id record.
+
+use iceberg::spec::TableMetadata;
+use object_store::ObjectStoreExt;
+
+use crate::error::{Error, Result};
+use crate::version;
+use crate::warehouse::Warehouse;
+
+/// Snapshot-summary key holding the id of the commit that produced the snapshot.
+pub const COMMIT_ID_KEY: &str = "floe.commit-id";
+
+/// Properties that would place a table's files outside its prefix: refused at creation,
+/// registration and in every commit.
+pub(crate) const FORBIDDEN_PROPERTIES: &[&str] = &[
+    "write.data.path",
+    "write.folder-storage.path",
+    "write.object-storage.path",
+    "write.metadata.path",
+    "write.object-storage.enabled",
+];
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Read and parse one metadata object; None when it does not exist.
+pub(crate) async fn read(warehouse: &Warehouse, location: &str) -> Result<Option<TableMetadata>> {
+    let path = warehouse.object_path(location)?;
+    let bytes = match warehouse.store().get(&path).await {
+        Ok(r) => r.bytes().await.map_err(|source| Error::Read {
+            location: location.to_string(),
+            source,
+        })?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(source) => {
+            return Err(Error::Read {
+                location: location.to_string(),
+                source,
+            })
+        }
+    };
+    parse(&bytes, location).map(Some)
+}
+
+/// Parse a metadata object's bytes.
+pub(crate) fn parse(bytes: &[u8], location: &str) -> Result<TableMetadata> {
+    if version::is_tombstone(bytes) {
+        return Err(Error::CorruptMetadata {
+            location: location.to_string(),
+            reason: "an expired version (tombstone left by metadata cleanup); load the table's head instead".into(),
+        });
+    }
+    if bytes.len() > 2 && bytes[0] == 0x1f && bytes[1] == 0x8b {
+        return Err(Error::CorruptMetadata {
+            location: location.to_string(),
+            reason: "gzip-compressed metadata is not supported by Floe; expected plain JSON".into(),
+        });
+    }
+    serde_json::from_slice::<TableMetadata>(bytes).map_err(|e| Error::CorruptMetadata {
+        location: location.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Serialize metadata that will be written at `location`.
+pub(crate) fn to_bytes(metadata: &TableMetadata, location: &str) -> Result<Vec<u8>> {
+    serde_json::to_vec(metadata).map_err(|e| Error::CorruptMetadata {
+        location: location.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Whether `metadata` sits at `table_location` (compared as object keys).
+pub(crate) fn is_at(warehouse: &Warehouse, metadata: &TableMetadata, table_location: &str) -> bool {
+    match (
+        warehouse.object_path(metadata.location().trim_end_matches('/')),
+        warehouse.object_path(table_location),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Refuse properties that would place files outside the table's prefix.
+pub(crate) fn check_properties<'a>(
+    mut keys: impl Iterator<Item = &'a String>,
+    owner: &str,
+) -> Result<()> {
+    match keys.find(|k| FORBIDDEN_PROPERTIES.contains(&k.as_str())) {
+        Some(key) => Err(Error::InvalidArgument {
+            argument: format!("property '{key}'{owner}"),
+            reason: "a Floe table keeps all its files under its own prefix".into(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A commit id is 1 to 256 characters without control characters.
+pub(crate) fn validate_commit_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > 256 || id.chars().any(|c| c.is_control()) {
+        return Err(Error::InvalidArgument {
+            argument: format!("commit id '{}'", id.escape_debug()),
+            reason: "a commit id is 1 to 256 characters without control characters".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The snapshot of `metadata` whose summary carries `commit_id`.
+pub fn find_commit(metadata: &TableMetadata, commit_id: &str) -> Option<i64> {
+    metadata
+        .snapshots()
+        .find(|s| {
+            s.summary()
+                .additional_properties
+                .get(COMMIT_ID_KEY)
+                .is_some_and(|c| c == commit_id)
+        })
+        .map(|s| s.snapshot_id())
+}
