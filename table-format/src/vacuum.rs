@@ -152,7 +152,8 @@ pub async fn vacuum(table: &mut Table, grace: Duration, dry_run: bool) -> Result
     let wh = table.warehouse().clone();
     let it = table.iceberg()?;
     let metadata = table.metadata().clone();
-    // Everything any live snapshot references: its manifest list, manifests, data files.
+    // Everything any live snapshot reads: its manifest list, manifests, and the data and
+    // delete files of their live (ADDED or EXISTING) entries.
     let mut referenced: HashSet<String> = HashSet::new();
     let mut manifests = Vec::new();
     for snapshot in metadata.snapshots() {
@@ -177,9 +178,13 @@ pub async fn vacuum(table: &mut Table, grace: Duration, dry_run: bool) -> Result
         .await?
         .into_iter()
         .map(|(_, manifest)| {
+            // A DELETED entry records a removal: the file it names is read by no snapshot
+            // through this manifest (a live snapshot that still reads it lists it as
+            // ADDED or EXISTING in a manifest of its own).
             manifest
                 .entries()
                 .iter()
+                .filter(|e| e.is_alive())
                 .map(|e| e.data_file().file_path().to_string())
                 .collect()
         })
