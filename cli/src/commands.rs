@@ -341,7 +341,7 @@ async fn append(
     let commit_id = options.commit_id.clone();
     let report: AppendReport = ingest::append_files(&mut table, files, options)
         .await
-        .with_context(|| format!("append to {ident} failed; nothing was committed"))?;
+        .map_err(|e| append_failure(&ident, &commit_id, e))?;
     if json {
         println!(
             "{}",
@@ -698,4 +698,47 @@ async fn maintain(catalog: &Catalog, ns: &Namespace, grace: &str, target_mib: u6
         );
     }
     Ok(())
+}
+
+/// The error of a failed append, told truthfully: "nothing was committed" only when that
+/// is known; an unknown outcome names the commit id and the rerun that settles it.
+fn append_failure(
+    ident: &TableIdent,
+    commit_id: &str,
+    e: floe_table_format::Error,
+) -> anyhow::Error {
+    let context = if matches!(e, floe_table_format::Error::CommitUnknown { .. }) {
+        format!(
+            "append to {ident} may or may not have committed; rerun the same command with --commit-id {commit_id} to settle it (it is applied at most once)"
+        )
+    } else {
+        format!("append to {ident} failed; nothing was committed")
+    };
+    anyhow::Error::new(e).context(context)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_append_is_never_reported_as_not_committed() {
+        let ident = TableIdent::parse("fleet.d1").unwrap();
+        let unknown = floe_table_format::Error::CommitUnknown {
+            table: ident.to_string(),
+            commit_id: "c-42".into(),
+            version: 7,
+        };
+        let text = format!("{:#}", append_failure(&ident, "c-42", unknown));
+        assert!(!text.contains("nothing was committed"), "{text}");
+        assert!(text.contains("--commit-id c-42"), "{text}");
+        let conflict = floe_table_format::Error::CommitConflict {
+            table: ident.to_string(),
+            attempts: 3,
+            elapsed: std::time::Duration::from_secs(1),
+        };
+        let text = format!("{:#}", append_failure(&ident, "c-42", conflict));
+        assert!(text.contains("nothing was committed"), "{text}");
+    }
 }
