@@ -433,16 +433,47 @@ impl Catalog {
         }
         let location = self.warehouse.location(&ident.path());
         let versions = version::list_versions(&self.warehouse, &location).await?;
-        // An interrupted drop (or a drop without purge, followed by one with) leaves objects
-        // but no versions: finishing it is allowed.
-        let remains_only =
-            versions.is_empty() && version::any_object_under(&self.warehouse, &location).await?;
-        if versions.is_empty() && !remains_only {
-            return Err(floe_table_format::Error::TableNotFound {
-                table: ident.to_string(),
-                location: format!("{location}/metadata"),
+        let prefix = self.warehouse.object_path(&location)?.to_string();
+        let objects = self.warehouse.list_all(&location).await?;
+        let keys: Vec<String> = objects.iter().map(|o| o.location.to_string()).collect();
+        let own = |sub: &str| format!("{prefix}/{sub}/");
+        // Only the table's own folders are its: `metadata/` and `data/`, minus any other
+        // table rooted inside them. Anything else under the folder (a namespace's tables
+        // or documents, foreign files) is never deleted by a drop.
+        let others = other_table_roots(&keys, &prefix);
+        let is_own = |k: &str| {
+            (k.starts_with(&own("metadata")) || k.starts_with(&own("data")))
+                && !others.iter().any(|r| k.starts_with(&format!("{r}/")))
+        };
+        if versions.is_empty() {
+            if keys.is_empty() {
+                return Err(floe_table_format::Error::TableNotFound {
+                    table: ident.to_string(),
+                    location: format!("{location}/metadata (nothing at all is there)"),
+                }
+                .into());
             }
-            .into());
+            if !keys.iter().all(|k| is_own(k)) {
+                let what = match others.first() {
+                    Some(root) => format!(
+                        "a namespace: it holds the table {}",
+                        root.strip_prefix(&format!("{prefix}/"))
+                            .map(|r| format!("{ident}.{}", r.replace('/', ".")))
+                            .unwrap_or_else(|| root.clone())
+                    ),
+                    None if keys.iter().any(|k| k.contains("/.floe/")) => {
+                        "a namespace (it has namespace properties)".to_string()
+                    }
+                    None => "a folder of objects that are not a Floe table's".to_string(),
+                };
+                return Err(floe_table_format::Error::InvalidName {
+                    name: ident.to_string(),
+                    reason: format!("{ident} is not a table but {what}; nothing was deleted"),
+                }
+                .into());
+            }
+            // An interrupted drop (or a drop without purge, followed by one with) leaves
+            // only a table's own objects and no versions: finishing it is allowed.
         }
         let store = self.warehouse.store();
         let mut deleted = 0;
@@ -462,12 +493,36 @@ impl Catalog {
             delete(version::metadata_location(&location, *v)).await?;
             deleted += 1;
         }
-        let rest_of = if purge {
-            location.clone()
-        } else {
-            format!("{location}/metadata")
-        };
-        deleted += self.delete_prefix(&rest_of).await?;
+        let doomed: Vec<Path> = objects
+            .into_iter()
+            .map(|o| o.location)
+            .filter(|k| {
+                let k = k.to_string();
+                let name = k.rsplit('/').next().unwrap_or_default();
+                let version_or_hint = name == "version-hint.text"
+                    || version::parse_metadata_file_name(name).is_some();
+                is_own(&k)
+                    && (purge || k.starts_with(&own("metadata")))
+                    && !(k.starts_with(&own("metadata")) && version_or_hint && !versions.is_empty())
+            })
+            .collect();
+        deleted += doomed.len();
+        let results: Vec<_> = store
+            .delete_stream(stream::iter(doomed.into_iter().map(Ok)).boxed())
+            .collect()
+            .await;
+        for r in results {
+            match r {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => {
+                    return Err(floe_table_format::Error::Write {
+                        location: location.clone(),
+                        source,
+                    }
+                    .into())
+                }
+            }
+        }
         Ok(deleted)
     }
 
@@ -510,6 +565,25 @@ impl Catalog {
     pub fn store(&self) -> &std::sync::Arc<dyn ObjectStore> {
         self.warehouse.store()
     }
+}
+
+/// The roots of tables other than the one at `prefix` among `keys` (store keys under
+/// `prefix`): folders holding `metadata/v{N}.metadata.json` or `metadata/version-hint.text`.
+fn other_table_roots(keys: &[String], prefix: &str) -> Vec<String> {
+    let mut roots: Vec<String> = keys
+        .iter()
+        .filter_map(|k| {
+            let (dir, name) = k.rsplit_once('/')?;
+            let root = dir.strip_suffix("/metadata")?;
+            let is_version =
+                name == "version-hint.text" || version::parse_metadata_file_name(name).is_some();
+            (is_version && root != prefix && root.starts_with(&format!("{prefix}/")))
+                .then(|| root.to_string())
+        })
+        .collect();
+    roots.sort();
+    roots.dedup();
+    roots
 }
 
 #[cfg(test)]

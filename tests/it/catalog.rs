@@ -446,3 +446,93 @@ async fn floe_and_pyiceberg_commit_concurrently_through_one_sql_catalog() {
     );
     assert!(cat.load_table(&ident).await.is_err());
 }
+
+#[tokio::test]
+async fn a_drop_touches_only_the_table_it_names() {
+    for (backend, wh) in all_warehouses() {
+        let cat = Catalog::new(wh.clone());
+        // fleet.a is a namespace holding the table fleet.a.b.
+        let inner = TableIdent::parse("fleet.a.b").unwrap();
+        let mut t = cat.create_table(&inner, iot_definition()).await.unwrap();
+        append_batch(
+            &mut t,
+            |s| rows(s, "d", DAY0_US, 5, 0.0),
+            CommitOptions::default(),
+        )
+        .await
+        .unwrap();
+        let count = || async { wh.list_all(&wh.location("fleet")).await.unwrap().len() };
+        let before = count().await;
+        for purge in [false, true] {
+            let e = cat
+                .drop_table(&TableIdent::parse("fleet.a").unwrap(), purge)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("namespace") && e.contains("fleet.a.b"),
+                "{backend} purge={purge}: {e}"
+            );
+        }
+        assert_eq!(count().await, before, "{backend}: nothing deleted");
+        let loaded = cat.load_table(&inner).await.unwrap();
+        assert_eq!(scan(&loaded).await.0, 5, "{backend}");
+        // A namespace with only its properties is not a table either.
+        cat.create_namespace(
+            &Namespace::parse("fleet.c").unwrap(),
+            NamespaceDoc::default(),
+        )
+        .await
+        .unwrap();
+        let e = cat
+            .drop_table(&TableIdent::parse("fleet.c").unwrap(), true)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("namespace"), "{backend}: {e}");
+        assert!(cat
+            .list_all_namespaces()
+            .await
+            .unwrap()
+            .iter()
+            .any(|n| n.to_string() == "fleet.c"));
+        // Nothing at all: said so.
+        let e = cat
+            .drop_table(&TableIdent::parse("fleet.nothing").unwrap(), true)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nothing at all"), "{backend}: {e}");
+        if backend == "memory" {
+            continue;
+        }
+        // Another table rooted inside a table's folder (another tool's warehouse there):
+        // purging the outer table leaves it whole.
+        let outer = TableIdent::parse("fleet.t").unwrap();
+        let mut t = cat.create_table(&outer, iot_definition()).await.unwrap();
+        append_batch(
+            &mut t,
+            |s| rows(s, "d", DAY0_US, 5, 0.0),
+            CommitOptions::default(),
+        )
+        .await
+        .unwrap();
+        let nested_wh = floe_table_format::Warehouse::open(&wh.location("fleet/t")).unwrap();
+        let nested = TableIdent::parse("x.inner").unwrap();
+        let mut n = floe_table_format::Table::create(&nested_wh, &nested, iot_definition())
+            .await
+            .unwrap();
+        append_batch(
+            &mut n,
+            |s| rows(s, "d", DAY0_US, 3, 0.0),
+            CommitOptions::default(),
+        )
+        .await
+        .unwrap();
+        cat.drop_table(&outer, true).await.unwrap();
+        let n = floe_table_format::Table::load(&nested_wh, &nested)
+            .await
+            .unwrap();
+        assert_eq!(scan(&n).await.0, 3, "{backend}: the nested table is whole");
+    }
+}
