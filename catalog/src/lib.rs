@@ -421,31 +421,48 @@ impl Catalog {
     /// deleted too; without, they stay for recovery. Returns the number of objects deleted.
     pub async fn drop_table(&self, ident: &TableIdent, purge: bool) -> Result<usize> {
         if let Some(sql) = &self.sql {
-            sql.drop_table(ident)?;
             if !purge {
+                sql.drop_table(ident)?;
                 return Ok(1);
             }
-            // The row is gone; purge every object under the table's folder.
-            let n = self
-                .delete_prefix(&self.warehouse.location(&ident.path()))
-                .await?;
+            // Purge the table's own location (where its metadata says it is, not where its
+            // name would put it), and only if no other live table lives there: a rename
+            // followed by a create with the old name makes two tables share a folder.
+            let root = sql
+                .load_table(&self.warehouse, ident)
+                .await?
+                .location()
+                .to_string();
+            let root_key = self.warehouse.object_path(&root)?.to_string();
+            for (other, metadata_location) in sql.all_tables()? {
+                let Ok(key) = self.warehouse.object_path(&metadata_location) else {
+                    continue;
+                };
+                if other != *ident && key.to_string().starts_with(&format!("{root_key}/")) {
+                    return Err(floe_table_format::Error::InvalidArgument {
+                        argument: format!("drop {ident} --purge"),
+                        reason: format!(
+                            "its folder {root} also holds the live table {other}; nothing was deleted (drop it without --purge, or drop {other} first)"
+                        ),
+                    }
+                    .into());
+                }
+            }
+            sql.drop_table(ident)?;
+            let n = self.delete_own_objects(&root, true).await?;
             return Ok(1 + n);
         }
         let location = self.warehouse.location(&ident.path());
         let versions = version::list_versions(&self.warehouse, &location).await?;
-        let prefix = self.warehouse.object_path(&location)?.to_string();
-        let objects = self.warehouse.list_all(&location).await?;
-        let keys: Vec<String> = objects.iter().map(|o| o.location.to_string()).collect();
-        let own = |sub: &str| format!("{prefix}/{sub}/");
-        // Only the table's own folders are its: `metadata/` and `data/`, minus any other
-        // table rooted inside them. Anything else under the folder (a namespace's tables
-        // or documents, foreign files) is never deleted by a drop.
-        let others = other_table_roots(&keys, &prefix);
-        let is_own = |k: &str| {
-            (k.starts_with(&own("metadata")) || k.starts_with(&own("data")))
-                && !others.iter().any(|r| k.starts_with(&format!("{r}/")))
-        };
         if versions.is_empty() {
+            let prefix = self.warehouse.object_path(&location)?.to_string();
+            let keys: Vec<String> = self
+                .warehouse
+                .list_all(&location)
+                .await?
+                .iter()
+                .map(|o| o.location.to_string())
+                .collect();
             if keys.is_empty() {
                 return Err(floe_table_format::Error::TableNotFound {
                     table: ident.to_string(),
@@ -453,7 +470,11 @@ impl Catalog {
                 }
                 .into());
             }
-            if !keys.iter().all(|k| is_own(k)) {
+            // An interrupted drop (or a drop without purge, followed by one with) leaves
+            // only a table's own objects and no versions: finishing it is allowed.
+            // Anything else is not a table, and is left alone.
+            let others = other_table_roots(&keys, &prefix);
+            if !keys.iter().all(|k| is_own(k, &prefix, &others)) {
                 let what = match others.first() {
                     Some(root) => format!(
                         "a namespace: it holds the table {}",
@@ -472,11 +493,8 @@ impl Catalog {
                 }
                 .into());
             }
-            // An interrupted drop (or a drop without purge, followed by one with) leaves
-            // only a table's own objects and no versions: finishing it is allowed.
         }
         let store = self.warehouse.store();
-        let mut deleted = 0;
         let delete = |loc: String| async move {
             match store.delete(&self.warehouse.object_path(&loc)?).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok::<_, Error>(()),
@@ -487,27 +505,37 @@ impl Catalog {
                 .into()),
             }
         };
+        // The head goes first, so a drop cut short leaves remains, never a half table.
         delete(version::hint_location(&location)).await?;
-        deleted += 1;
         for v in &versions {
             delete(version::metadata_location(&location, *v)).await?;
-            deleted += 1;
         }
+        let rest = self.delete_own_objects(&location, purge).await?;
+        Ok(1 + versions.len() + rest)
+    }
+
+    /// Delete the objects of the table at `location` that are its own: everything under
+    /// its `metadata/` and, when `purge`, its `data/`, but never anything of another
+    /// table rooted inside those folders, nor anything else under the table's folder (a
+    /// namespace's tables or documents, foreign files). Returns how many were deleted.
+    async fn delete_own_objects(&self, location: &str, purge: bool) -> Result<usize> {
+        let prefix = self.warehouse.object_path(location)?.to_string();
+        let objects = self.warehouse.list_all(location).await?;
+        let keys: Vec<String> = objects.iter().map(|o| o.location.to_string()).collect();
+        let others = other_table_roots(&keys, &prefix);
         let doomed: Vec<Path> = objects
             .into_iter()
             .map(|o| o.location)
             .filter(|k| {
                 let k = k.to_string();
-                let name = k.rsplit('/').next().unwrap_or_default();
-                let version_or_hint = name == "version-hint.text"
-                    || version::parse_metadata_file_name(name).is_some();
-                is_own(&k)
-                    && (purge || k.starts_with(&own("metadata")))
-                    && !(k.starts_with(&own("metadata")) && version_or_hint && !versions.is_empty())
+                is_own(&k, &prefix, &others)
+                    && (purge || k.starts_with(&format!("{prefix}/metadata/")))
             })
             .collect();
-        deleted += doomed.len();
-        let results: Vec<_> = store
+        let n = doomed.len();
+        let results: Vec<_> = self
+            .warehouse
+            .store()
             .delete_stream(stream::iter(doomed.into_iter().map(Ok)).boxed())
             .collect()
             .await;
@@ -516,35 +544,13 @@ impl Catalog {
                 Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(source) => {
                     return Err(floe_table_format::Error::Write {
-                        location: location.clone(),
+                        location: location.to_string(),
                         source,
                     }
                     .into())
                 }
             }
         }
-        Ok(deleted)
-    }
-
-    /// Delete every object under `location`; returns how many there were.
-    async fn delete_prefix(&self, location: &str) -> Result<usize> {
-        let store = self.warehouse.store();
-        let keys: Vec<Path> = self
-            .warehouse
-            .list_all(location)
-            .await?
-            .into_iter()
-            .map(|m| m.location)
-            .collect();
-        let n = keys.len();
-        store
-            .delete_stream(stream::iter(keys.into_iter().map(Ok)).boxed())
-            .try_collect::<Vec<_>>()
-            .await
-            .map_err(|source| floe_table_format::Error::Write {
-                location: location.to_string(),
-                source,
-            })?;
         Ok(n)
     }
 
@@ -565,6 +571,13 @@ impl Catalog {
     pub fn store(&self) -> &std::sync::Arc<dyn ObjectStore> {
         self.warehouse.store()
     }
+}
+
+/// Whether the store key `k` is one of the own objects of the table whose root key is
+/// `prefix`: under its `metadata/` or `data/`, and not under another table's root.
+fn is_own(k: &str, prefix: &str, others: &[String]) -> bool {
+    (k.starts_with(&format!("{prefix}/metadata/")) || k.starts_with(&format!("{prefix}/data/")))
+        && !others.iter().any(|r| k.starts_with(&format!("{r}/")))
 }
 
 /// The roots of tables other than the one at `prefix` among `keys` (store keys under

@@ -124,6 +124,24 @@ impl SqlBackend {
             .collect())
     }
 
+    /// Every table of the catalog with its current metadata location.
+    pub fn all_tables(&self) -> Result<Vec<(TableIdent, String)>> {
+        let rows: Vec<(String, String, String)> = self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT table_namespace, table_name, metadata_location FROM iceberg_tables WHERE catalog_name = ?1",
+            )?;
+            let rows = stmt.query_map(params![self.name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect()
+        })?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(ns, name, loc)| {
+                let ident = TableIdent::new(Namespace::parse(&ns).ok()?, name).ok()?;
+                Some((ident, loc))
+            })
+            .collect())
+    }
+
     /// Whether the namespace has properties or tables.
     pub fn namespace_exists(&self, ns: &Namespace) -> Result<bool> {
         let n: i64 = self.with(|c| {

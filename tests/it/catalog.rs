@@ -536,3 +536,56 @@ async fn a_drop_touches_only_the_table_it_names() {
         assert_eq!(scan(&n).await.0, 3, "{backend}: the nested table is whole");
     }
 }
+
+#[tokio::test]
+async fn an_sql_catalog_purge_never_takes_another_live_tables_files() {
+    use floe_catalog::sql_backend::SqlBackend;
+    for (backend, wh) in all_warehouses() {
+        let db = std::env::temp_dir().join(format!("floe-purge-{}.db", uuid::Uuid::new_v4()));
+        let cat = Catalog::with_sql(wh.clone(), SqlBackend::open(&db, "c").unwrap());
+        let x = TableIdent::parse("fleet.x").unwrap();
+        let y = TableIdent::parse("fleet.y").unwrap();
+        let mut t = cat.create_table(&x, iot_definition()).await.unwrap();
+        append_batch(
+            &mut t,
+            |s| rows(s, "d", DAY0_US, 5, 0.0),
+            CommitOptions::default(),
+        )
+        .await
+        .unwrap();
+        // A rename keeps the files where they are; a create with the old name then uses
+        // the same folder: two live tables share it.
+        cat.rename_table(&x, &y).await.unwrap();
+        let mut t = cat.create_table(&x, iot_definition()).await.unwrap();
+        append_batch(
+            &mut t,
+            |s| rows(s, "d", DAY0_US, 2, 0.0),
+            CommitOptions::default(),
+        )
+        .await
+        .unwrap();
+        let e = cat.drop_table(&x, true).await.unwrap_err().to_string();
+        assert!(e.contains("fleet.y"), "{backend}: {e}");
+        assert_eq!(
+            scan(&cat.load_table(&y).await.unwrap()).await.0,
+            5,
+            "{backend}: the renamed table keeps its rows"
+        );
+        assert_eq!(
+            scan(&cat.load_table(&x).await.unwrap()).await.0,
+            2,
+            "{backend}: a refused purge changes nothing"
+        );
+        // Alone in its folder, a purge removes the table's own files.
+        cat.drop_table(&x, false).await.unwrap();
+        let loc = cat.load_table(&y).await.unwrap().location().to_string();
+        cat.drop_table(&y, true).await.unwrap();
+        assert!(
+            wh.list_all(&format!("{loc}/data"))
+                .await
+                .unwrap()
+                .is_empty(),
+            "{backend}: purged"
+        );
+    }
+}
