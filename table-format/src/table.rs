@@ -63,7 +63,7 @@ pub struct CommitOptions {
     /// Extra snapshot-summary properties.
     pub properties: HashMap<String, String>,
     /// Table properties set in the same version as the snapshot (atomically with it), for
-    /// example a projection watermark (see [`crate::sync`]). Usually empty.
+    /// example a projection watermark (`floe sync`'s, see the `floe-sync` crate). Usually empty.
     pub table_properties: HashMap<String, String>,
 }
 
