@@ -22,7 +22,6 @@ pub mod iceberg_catalog;
 pub mod namespace;
 pub mod sql;
 pub mod sql_backend;
-pub mod sync;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 use object_store::path::Path;

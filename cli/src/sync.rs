@@ -8,9 +8,10 @@ use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use floe_catalog::sync::{PruneOptions, SyncReport};
 use floe_catalog::Catalog;
-use floe_table_format::sync::{RateLimiter, SyncOptions, SyncProgress};
+use floe_sync::{
+    PruneOptions, RateLimiter, SyncOptions, SyncProgress, SyncReport, TableSyncReport,
+};
 use floe_table_format::vacuum::parse_duration;
 use floe_table_format::Warehouse;
 
@@ -88,9 +89,12 @@ pub async fn run(catalog: &Catalog, args: SyncArgs) -> Result<()> {
         Some(url) => Catalog::new(Warehouse::open(url)?),
         None => catalog.clone(),
     };
-    let cloud = Warehouse::open(&args.to)?;
-    if cloud.url() == local.warehouse().url() {
-        bail!("--from and --to are the same warehouse ({})", cloud.url());
+    let cloud = Catalog::new(Warehouse::open(&args.to)?);
+    if cloud.warehouse().url() == local.warehouse().url() {
+        bail!(
+            "--from and --to are the same warehouse ({})",
+            cloud.warehouse().url()
+        );
     }
     let prune = match &args.prune_local_older_than {
         Some(d) => Some(PruneOptions {
@@ -122,13 +126,12 @@ pub async fn run(catalog: &Catalog, args: SyncArgs) -> Result<()> {
     if let Some(b) = &bar {
         options.progress = b.clone();
     }
-    let result =
-        floe_catalog::sync::sync(&local, &cloud, &args.tables, &options, prune.as_ref()).await;
+    let result = floe_sync::sync(&local, &cloud, &args.tables, &options, prune.as_ref()).await;
     if let Some(b) = &bar {
         b.bar.finish_and_clear();
     }
     let report = result?;
-    print_report(&report, &args, &cloud);
+    print_report(&report, &args, cloud.warehouse());
     if !report.failed.is_empty() {
         let (first, why) = &report.failed[0];
         bail!(
@@ -141,9 +144,7 @@ pub async fn run(catalog: &Catalog, args: SyncArgs) -> Result<()> {
 }
 
 fn print_report(report: &SyncReport, args: &SyncArgs, cloud: &Warehouse) {
-    let sum = |f: fn(&floe_table_format::sync::TableSyncReport) -> u64| -> u64 {
-        report.tables.iter().map(f).sum()
-    };
+    let sum = |f: fn(&TableSyncReport) -> u64| -> u64 { report.tables.iter().map(f).sum() };
     let snapshots = sum(|t| t.snapshots_projected as u64);
     let copied = sum(|t| t.files_copied);
     let skipped = sum(|t| t.files_skipped);

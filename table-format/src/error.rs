@@ -168,40 +168,6 @@ pub enum Error {
         /// Whether the operation may have taken effect / may succeed if retried.
         retryable: bool,
     },
-    /// The cloud warehouse did not answer after a bounded retry, or stopped answering in
-    /// the middle of a sync (`floe sync`). Local data is untouched and the cloud holds no
-    /// half-projected snapshot; run the sync again when the link is back.
-    #[error("cannot reach the cloud warehouse {url} (gave up after {attempts} attempt(s)); nothing is half-projected and local data is untouched: run sync again when the link is back")]
-    Unreachable {
-        /// The cloud warehouse URL.
-        url: String,
-        /// Attempts made.
-        attempts: u32,
-        /// The last failure.
-        #[source]
-        source: Box<Error>,
-    },
-    /// A local table's history lost snapshots that were never projected (expired by a
-    /// tool that ignored the sync watermark): the cloud cannot be brought up to date exactly.
-    #[error("{table}: local snapshots after sequence number {watermark} (the last one projected to the cloud) were expired before they were projected; the oldest one left is {oldest}. Refusing to guess which rows the cloud lacks: re-project the table into a fresh cloud table, or append the missing data to the cloud directly")]
-    SyncGap {
-        /// The local table.
-        table: String,
-        /// The cloud's watermark for it.
-        watermark: i64,
-        /// Sequence number of the oldest local snapshot after the gap.
-        oldest: i64,
-    },
-    /// The cloud table cannot receive the local table's files as they are.
-    #[error("cannot sync {table} into {cloud}: {reason}")]
-    SyncMismatch {
-        /// The local table.
-        table: String,
-        /// The cloud table's location.
-        cloud: String,
-        /// What differs.
-        reason: String,
-    },
     /// An iceberg library step failed.
     #[error("{step}")]
     Iceberg {

@@ -4,7 +4,8 @@
 //! This crate owns the object layout and the commit protocol (see `spec/` at the
 //! repository root). It knows storage only as an `Arc<dyn ObjectStore>` behind a
 //! [`Warehouse`], and carries no query engine, so a gateway that only appends stays small.
-//! A gateway's local tables are projected into a cloud warehouse by [`sync`].
+//! A gateway's local tables are projected into a cloud warehouse by the `floe-sync` crate,
+//! above this one (it works across two warehouses).
 //!
 //! ```no_run
 //! # async fn demo() -> floe_table_format::Result<()> {
@@ -24,7 +25,6 @@
 //! ```
 #![warn(missing_docs)]
 
-// Modules, lowest layer first; each uses only modules above it in this list.
 pub mod append;
 pub mod check;
 pub mod commit;
@@ -42,7 +42,6 @@ pub mod rewrite;
 pub mod schema;
 mod snapshot;
 pub mod storage;
-pub mod sync;
 pub mod table;
 pub mod vacuum;
 pub mod version;

@@ -13,8 +13,9 @@
 //! | `write.metadata.delete-after-commit.enabled` | false (Iceberg's default; when true, expired versions are tombstoned after the commit, one PUT each) |
 //! | `write.metadata.previous-versions-max` | 100 |
 //!
-//! A table synced to a cloud warehouse carries `floe.sync.projected-sequence-number`:
-//! snapshots newer than it are never expired (see [`unprojected_floor`]).
+//! A table synced to a cloud warehouse carries [`LOCAL_WATERMARK`]
+//! (`floe.sync.projected-sequence-number`): snapshots newer than it are never expired (see
+//! [`unprojected_floor`]).
 //!
 //! Data files are never deleted here: an append-only table's later snapshots still list
 //! every file, and merged manifests list the same files. Manifests replaced by a merge stay
@@ -30,6 +31,12 @@ use crate::error::{Error, Result};
 
 /// Manifests read at once.
 const LOAD_CONCURRENCY: usize = 16;
+
+/// Local table property: the sequence number of the newest local snapshot a cloud
+/// warehouse holds (written by `floe sync`, the `floe-sync` crate). Its presence marks the
+/// table as synced; snapshots above it are never expired (see [`unprojected_floor`]).
+/// Defined here, below sync, because expiry reads it.
+pub const LOCAL_WATERMARK: &str = "floe.sync.projected-sequence-number";
 
 /// Load manifests concurrently, in order, each with its list entry (inherited values such
 /// as sequence numbers filled in).
@@ -185,13 +192,13 @@ pub fn snapshots_to_expire(metadata: &TableMetadata, s: &Settings, now_ms: i64) 
 }
 
 /// The projection watermark of a table that is synced to a cloud warehouse (the local
-/// table property [`crate::sync::LOCAL_WATERMARK`]): snapshots with a higher sequence
+/// table property [`LOCAL_WATERMARK`]): snapshots with a higher sequence
 /// number have not been projected yet and MUST NOT be expired, by the automatic expiry of
 /// an append or by `floe expire`. None when the table is not synced (nothing protected).
 pub fn unprojected_floor(metadata: &TableMetadata) -> Option<i64> {
     metadata
         .properties()
-        .get(crate::sync::LOCAL_WATERMARK)
+        .get(LOCAL_WATERMARK)
         .map(|v| v.trim().parse::<i64>().unwrap_or(0).max(0))
 }
 

@@ -210,19 +210,19 @@ async fn retries_run_out_with_a_typed_conflict_naming_the_table() {
 /// with what must hold afterwards (checked on a fresh load).
 const OPERATIONS: &[&str] = &["compact", "retain", "expire", "set watermark"];
 
-async fn run_operation(op: &str, t: &mut Table) -> floe_table_format::Result<()> {
-    use floe_table_format::{rewrite, sync, vacuum};
+/// Sync's errors wrap the table format's, so both fit.
+async fn run_operation(op: &str, t: &mut Table) -> floe_sync::Result<()> {
+    use floe_table_format::{rewrite, vacuum};
     match op {
-        "compact" => rewrite::compact(t, 64 << 20)
-            .await
-            .map(|r| assert!(r.is_some())),
-        "retain" => rewrite::retain(t, Duration::ZERO, "ts")
-            .await
-            .map(|r| assert!(r.is_some())),
-        "expire" => vacuum::expire(t, Duration::ZERO, 1).await.map(|_| ()),
-        "set watermark" => sync::set_local_watermark(t, 7).await,
+        "compact" => assert!(rewrite::compact(t, 64 << 20).await?.is_some()),
+        "retain" => assert!(rewrite::retain(t, Duration::ZERO, "ts").await?.is_some()),
+        "expire" => {
+            vacuum::expire(t, Duration::ZERO, 1).await?;
+        }
+        "set watermark" => floe_sync::set_local_watermark(t, 7).await?,
         _ => unreachable!("{op}"),
     }
+    Ok(())
 }
 
 async fn check_effect(op: &str, t: &Table, name: &str) {
@@ -244,7 +244,7 @@ async fn check_effect(op: &str, t: &Table, name: &str) {
             assert_eq!(
                 t.metadata()
                     .properties()
-                    .get(floe_table_format::sync::LOCAL_WATERMARK)
+                    .get(floe_sync::LOCAL_WATERMARK)
                     .map(String::as_str),
                 Some("7"),
                 "{name}"

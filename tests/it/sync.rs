@@ -6,8 +6,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use floe_catalog::Catalog;
+use floe_sync::LOCAL_WATERMARK;
 use floe_table_format::rewrite::{compact, live_files};
-use floe_table_format::sync::LOCAL_WATERMARK;
 use floe_table_format::{CommitOptions, Namespace, Table, TableIdent, Warehouse};
 use object_store::ObjectStoreExt;
 
@@ -70,7 +70,7 @@ fn expected_cloud_ids(local: &Table) -> Vec<String> {
     snaps.sort_by_key(|s| s.sequence_number());
     snaps
         .iter()
-        .map(|s| floe_table_format::sync::commit_id(&local.metadata().uuid(), s.snapshot_id()))
+        .map(|s| floe_sync::commit_id(&local.metadata().uuid(), s.snapshot_id()))
         .collect()
 }
 
@@ -422,7 +422,7 @@ async fn pruning_drops_only_projected_old_data() {
     let mut t = Table::load(&local, &ident).await.unwrap();
     // Not projected yet: pruning must keep it.
     local_appends(&mut t, 1, 10, "new").await;
-    let report = floe_table_format::sync::prune_local(
+    let report = floe_sync::prune_local(
         &mut t,
         Duration::from_secs(30 * 86_400),
         "ts",

@@ -1,0 +1,245 @@
+//! Moving data files' bytes from the local warehouse to the cloud: streamed copies (one
+//! PUT, or a multipart upload for large files) that skip what the cloud already holds, a
+//! shared bandwidth cap, and the progress sink they report to.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use object_store::{ObjectStoreExt, WriteMultipart};
+
+use floe_table_format::{Error as TableError, Warehouse};
+
+use crate::error::Result;
+
+/// Objects up to this size are copied with one PUT; larger ones as a multipart upload.
+const MULTIPART_THRESHOLD: u64 = 8 << 20;
+
+/// Part size of multipart copies: the streamed-upload part size (S3's minimum). A copy
+/// waits for each part before filling the next, so it holds about two parts (10 MiB).
+const PART_SIZE: usize = floe_table_format::storage::UPLOAD_PART_SIZE;
+
+/// Reports progress of a sync (a progress bar in the CLI). All methods default to no-ops.
+pub trait SyncProgress: Send + Sync {
+    /// Files and bytes planned for copying (called once per table, before its copies).
+    fn planned(&self, _files: u64, _bytes: u64) {}
+    /// Bytes copied.
+    fn copied(&self, _bytes: u64) {}
+    /// One file done (copied, or skipped because the cloud had it).
+    fn file_done(&self, _skipped: bool, _bytes: u64) {}
+}
+
+/// No progress reporting.
+#[derive(Debug, Default)]
+pub struct NoProgress;
+impl SyncProgress for NoProgress {}
+
+/// A bandwidth cap shared by every copy of a run (`--max-bytes-per-sec`): a bucket of
+/// virtual time; each chunk waits until the bytes before it have had their share of time,
+/// so at most `rate` bytes per second go out on average.
+#[derive(Debug)]
+pub struct RateLimiter {
+    rate: u64,
+    next: Mutex<Option<Instant>>,
+}
+
+impl RateLimiter {
+    /// A limiter of `bytes_per_sec` (at least 1).
+    pub fn new(bytes_per_sec: u64) -> Self {
+        Self {
+            rate: bytes_per_sec.max(1),
+            next: Mutex::new(None),
+        }
+    }
+
+    /// Wait until `n` more bytes may go out.
+    pub async fn take(&self, n: u64) {
+        let wait = {
+            let mut next = self.next.lock().expect("rate limiter poisoned");
+            let now = Instant::now();
+            let start = next.map_or(now, |t| t.max(now));
+            let end = start + Duration::from_secs_f64(n as f64 / self.rate as f64);
+            *next = Some(end);
+            end.saturating_duration_since(now)
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// What every copy of a run shares: the bandwidth cap and the progress sink.
+#[derive(Clone, Copy)]
+pub(crate) struct Copier<'a> {
+    /// Optional bandwidth cap.
+    pub(crate) limiter: Option<&'a RateLimiter>,
+    /// Where copied bytes are reported.
+    pub(crate) progress: &'a dyn SyncProgress,
+}
+
+impl Copier<'_> {
+    /// Copy one object from `src` to `dst` unless `dst` already holds `size` bytes there.
+    /// Streams: one PUT for small objects, a multipart upload for large ones. Returns
+    /// whether bytes were copied.
+    pub(crate) async fn copy_object(
+        &self,
+        src: &Warehouse,
+        src_location: &str,
+        dst: &Warehouse,
+        dst_location: &str,
+        size: u64,
+    ) -> Result<bool> {
+        let dst_path = dst.object_path(dst_location)?;
+        match dst.store().head(&dst_path).await {
+            Ok(meta) if meta.size == size => return Ok(false),
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(source) => {
+                return Err(TableError::Read {
+                    location: dst_location.to_string(),
+                    source,
+                }
+                .into())
+            }
+        }
+        let read_err = |source| TableError::Read {
+            location: src_location.to_string(),
+            source,
+        };
+        let write_err = |source| TableError::Write {
+            location: dst_location.to_string(),
+            source,
+        };
+        let got = src
+            .store()
+            .get(&src.object_path(src_location)?)
+            .await
+            .map_err(read_err)?;
+        if got.meta.size != size {
+            return Err(TableError::CorruptMetadata {
+                location: src_location.to_string(),
+                reason: format!(
+                    "the file holds {} bytes but its manifest records {size}",
+                    got.meta.size
+                ),
+            }
+            .into());
+        }
+        let mut stream = got.into_stream();
+        if size <= MULTIPART_THRESHOLD {
+            let mut buf = Vec::with_capacity(size as usize);
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(read_err)?;
+                if let Some(l) = self.limiter {
+                    l.take(chunk.len() as u64).await;
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            dst.store()
+                .put(&dst_path, buf.into())
+                .await
+                .map_err(write_err)?;
+            self.progress.copied(size);
+            return Ok(true);
+        }
+        let upload = dst
+            .store()
+            .put_multipart(&dst_path)
+            .await
+            .map_err(write_err)?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let result: Result<()> = async {
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(read_err)?;
+                if let Some(l) = self.limiter {
+                    l.take(chunk.len() as u64).await;
+                }
+                writer.wait_for_capacity(1).await.map_err(write_err)?;
+                self.progress.copied(chunk.len() as u64);
+                writer.put(chunk);
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                writer.finish().await.map_err(write_err)?;
+                Ok(true)
+            }
+            Err(e) => {
+                if let Err(abort) = writer.abort().await {
+                    tracing::warn!(object = dst_location, error = %abort, "could not abort a multipart upload");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_rate_limiter_holds_the_average_rate() {
+        let limiter = RateLimiter::new(100_000);
+        let started = Instant::now();
+        for _ in 0..4 {
+            limiter.take(25_000).await;
+        }
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(950), "{took:?}");
+        assert!(took < Duration::from_secs(3), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn copies_stream_small_and_multipart_objects_and_skip_what_is_there() {
+        let src = Warehouse::open(&format!("memory://copy-src-{}", uuid::Uuid::new_v4())).unwrap();
+        let dst = Warehouse::open(&format!("memory://copy-dst-{}", uuid::Uuid::new_v4())).unwrap();
+        let copier = Copier {
+            limiter: None,
+            progress: &NoProgress,
+        };
+        for size in [
+            1_000usize,
+            (MULTIPART_THRESHOLD as usize) + 3 * PART_SIZE / 2,
+        ] {
+            let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let from = src.location(&format!("t/data/f{size}.parquet"));
+            let to = dst.location(&format!("t/data/f{size}.parquet"));
+            src.store()
+                .put(&src.object_path(&from).unwrap(), body.clone().into())
+                .await
+                .unwrap();
+            let n = size as u64;
+            assert!(copier.copy_object(&src, &from, &dst, &to, n).await.unwrap());
+            let got = dst
+                .store()
+                .get(&dst.object_path(&to).unwrap())
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            assert_eq!(got.as_ref(), body.as_slice(), "{size}");
+            // Present with the same size: skipped.
+            assert!(!copier.copy_object(&src, &from, &dst, &to, n).await.unwrap());
+            // A size the manifest does not record: refused, nothing written.
+            let other = dst.location("t/data/other.parquet");
+            assert!(copier
+                .copy_object(&src, &from, &dst, &other, n + 1)
+                .await
+                .is_err());
+        }
+        // A leftover of another size is replaced.
+        let from = src.location("t/data/f1000.parquet");
+        let to = dst.location("t/data/f1000.parquet");
+        dst.store()
+            .put(&dst.object_path(&to).unwrap(), vec![0u8; 10].into())
+            .await
+            .unwrap();
+        assert!(copier
+            .copy_object(&src, &from, &dst, &to, 1_000)
+            .await
+            .unwrap());
+    }
+}

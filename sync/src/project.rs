@@ -1,0 +1,295 @@
+//! What the cloud append of a local snapshot is: its commit id and summary keys, the
+//! watermarks on both sides (the cloud's per local table, the local copy that protects
+//! local history), the files a step projects and where they go in the cloud table, and the
+//! checks that the cloud table can take them.
+
+use std::collections::HashMap;
+
+use iceberg::spec::{
+    DataFile, DataFileBuilder, ManifestStatus, SnapshotRef, TableMetadata, TableMetadataBuilder,
+};
+
+use floe_table_format::maintenance::{self, LOCAL_WATERMARK};
+use floe_table_format::{
+    rewrite, Action, Applied, CommitOptions, Error as TableError, Result as TableResult,
+    RetryPolicy, Table, TableDefinition,
+};
+
+use crate::error::{Error, Result};
+
+/// Cloud snapshot-summary key: the local snapshot a cloud append projects.
+pub const SOURCE_SNAPSHOT_KEY: &str = "floe.sync.source-snapshot-id";
+
+/// Cloud snapshot-summary key: the local table (uuid) a cloud append comes from.
+pub const SOURCE_TABLE_KEY: &str = "floe.sync.source-table-uuid";
+
+/// The cloud table property holding the watermark of the local table `local_uuid`.
+pub fn cloud_watermark_key(local_uuid: &uuid::Uuid) -> String {
+    format!("floe.sync.{local_uuid}.sequence-number")
+}
+
+/// The commit id of the cloud append that projects local snapshot `snapshot_id`.
+pub fn commit_id(local_uuid: &uuid::Uuid, snapshot_id: i64) -> String {
+    format!("sync-{local_uuid}-{snapshot_id}")
+}
+
+/// The watermark under `key` in `props` (absent or unreadable: 0).
+pub(crate) fn parse_watermark(props: &HashMap<String, String>, key: &str) -> i64 {
+    props
+        .get(key)
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .unwrap_or(0)
+        .max(0)
+}
+
+/// Local snapshot `snapshot_id`, which the plan saw in the metadata.
+fn snapshot_of(local: &Table, snapshot_id: i64) -> TableResult<SnapshotRef> {
+    local
+        .metadata()
+        .snapshot_by_id(snapshot_id)
+        .cloned()
+        .ok_or_else(|| TableError::CorruptMetadata {
+            location: local.metadata_location().to_string(),
+            reason: format!("snapshot {snapshot_id} vanished"),
+        })
+}
+
+/// The data files local snapshot `snapshot_id` added (entries `ADDED` by it).
+pub(crate) async fn added_files(local: &Table, snapshot_id: i64) -> TableResult<Vec<DataFile>> {
+    let snapshot = snapshot_of(local, snapshot_id)?;
+    let list = local
+        .iceberg()?
+        .manifest_list_reader(&snapshot)
+        .load()
+        .await
+        .map_err(|e| {
+            TableError::iceberg(
+                format!("read manifest list {}", snapshot.manifest_list()),
+                e,
+            )
+        })?;
+    let own: Vec<_> = list
+        .entries()
+        .iter()
+        .filter(|m| m.added_snapshot_id == snapshot_id)
+        .cloned()
+        .collect();
+    let loaded = maintenance::load_manifests(local.file_io(), own).await?;
+    Ok(loaded
+        .into_iter()
+        .flat_map(|(_, manifest)| {
+            manifest
+                .entries()
+                .iter()
+                .filter(|e| {
+                    e.status() == ManifestStatus::Added && e.snapshot_id() == Some(snapshot_id)
+                })
+                .map(|e| e.data_file().clone())
+                .collect::<Vec<_>>()
+        })
+        .collect())
+}
+
+/// Every data file live in local snapshot `snapshot_id`.
+pub(crate) async fn live_files_of(local: &Table, snapshot_id: i64) -> TableResult<Vec<DataFile>> {
+    let snapshot = snapshot_of(local, snapshot_id)?;
+    Ok(rewrite::live_files_at(local, &snapshot)
+        .await?
+        .into_iter()
+        .map(|f| f.data_file)
+        .collect())
+}
+
+/// Where a local data file goes in the cloud table: the same path relative to the table
+/// location (files outside it, from a registered table, go to `data/external/<name>`).
+pub fn cloud_path(local_location: &str, cloud_location: &str, file_path: &str) -> String {
+    let relative = match file_path.strip_prefix(&format!("{local_location}/")) {
+        Some(r) => r.to_string(),
+        None => format!(
+            "data/external/{}",
+            file_path.rsplit('/').next().unwrap_or(file_path)
+        ),
+    };
+    format!("{cloud_location}/{relative}")
+}
+
+/// The same file at `path`: identical counts, size, partition and column statistics.
+pub(crate) fn relocate(file: &DataFile, path: String, spec_id: i32) -> TableResult<DataFile> {
+    let mut b = DataFileBuilder::default();
+    b.content(file.content_type())
+        .file_path(path.clone())
+        .file_format(file.file_format())
+        .partition(file.partition().clone())
+        .record_count(file.record_count())
+        .file_size_in_bytes(file.file_size_in_bytes())
+        .column_sizes(file.column_sizes().clone())
+        .value_counts(file.value_counts().clone())
+        .null_value_counts(file.null_value_counts().clone())
+        .nan_value_counts(file.nan_value_counts().clone())
+        .lower_bounds(file.lower_bounds().clone())
+        .upper_bounds(file.upper_bounds().clone())
+        .key_metadata(file.key_metadata().map(|k| k.to_vec()))
+        .split_offsets(file.split_offsets().map(|s| s.to_vec()))
+        .equality_ids(file.equality_ids())
+        .partition_spec_id(spec_id)
+        .referenced_data_file(file.referenced_data_file())
+        .content_offset(file.content_offset())
+        .content_size_in_bytes(file.content_size_in_bytes());
+    if let Some(order) = file.sort_order_id() {
+        b.sort_order_id(order);
+    }
+    b.build().map_err(|e| TableError::InvalidArgument {
+        argument: format!("data file {path}"),
+        reason: e.to_string(),
+    })
+}
+
+/// How the cloud append projecting local snapshot `snapshot_id` (sequence number
+/// `sequence_number`) of the local table `local_uuid` commits: with the projection's
+/// commit id, the source keys in its summary, and the cloud watermark moved in the same
+/// version.
+pub(crate) fn projection_commit(
+    local_uuid: &uuid::Uuid,
+    snapshot_id: i64,
+    sequence_number: i64,
+    policy: &RetryPolicy,
+) -> CommitOptions {
+    CommitOptions {
+        commit_id: commit_id(local_uuid, snapshot_id),
+        policy: policy.clone(),
+        properties: HashMap::from([
+            (SOURCE_TABLE_KEY.to_string(), local_uuid.to_string()),
+            (SOURCE_SNAPSHOT_KEY.to_string(), snapshot_id.to_string()),
+        ]),
+        table_properties: HashMap::from([(
+            cloud_watermark_key(local_uuid),
+            sequence_number.to_string(),
+        )]),
+    }
+}
+
+/// The local table as a definition for its cloud twin: schema, partition spec and
+/// properties (without the local sync bookkeeping).
+pub(crate) fn definition_of(local: &TableMetadata) -> TableDefinition {
+    TableDefinition {
+        schema: local.current_schema().as_ref().clone(),
+        partition: local
+            .default_partition_spec()
+            .as_ref()
+            .clone()
+            .into_unbound(),
+        properties: local
+            .properties()
+            .iter()
+            .filter(|(k, _)| !k.starts_with("floe.sync."))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    }
+}
+
+/// Refuse a cloud table whose columns or partitioning differ from the local table's:
+/// column statistics and partition tuples are keyed by field id and must mean the same.
+pub(crate) fn check_compatible(local: &Table, cloud: &Table) -> Result<()> {
+    let (l, c) = (local.metadata(), cloud.metadata());
+    let same_schema = l.current_schema().as_struct() == c.current_schema().as_struct();
+    let same_spec = l.default_partition_spec().fields() == c.default_partition_spec().fields();
+    if same_schema && same_spec {
+        return Ok(());
+    }
+    Err(Error::SyncMismatch {
+        table: local.name().to_string(),
+        cloud: cloud.location().to_string(),
+        reason: if same_schema {
+            "the partition specs differ".into()
+        } else {
+            "the schemas differ (field ids, names or types)".into()
+        },
+    })
+}
+
+/// Record `watermark` in the local table's [`LOCAL_WATERMARK`] (never lowering it), as a
+/// metadata-only commit that rebases over concurrent local appends.
+pub async fn set_local_watermark(local: &mut Table, watermark: i64) -> Result<()> {
+    let commit_id = uuid::Uuid::new_v4().to_string();
+    local
+        .commit(
+            &commit_id,
+            &RetryPolicy::default(),
+            &mut RaiseWatermark { watermark },
+        )
+        .await?;
+    Ok(())
+}
+
+/// The property-update action behind the local watermark: idempotent by state (a head whose
+/// watermark is already at or above the value is no commit), so it never lowers it.
+struct RaiseWatermark {
+    watermark: i64,
+}
+
+#[async_trait::async_trait]
+impl Action for RaiseWatermark {
+    fn kind(&self) -> &'static str {
+        "set-properties"
+    }
+
+    async fn apply(&mut self, local: &Table, _attempt: u32) -> TableResult<Option<Applied>> {
+        let current = local
+            .metadata()
+            .properties()
+            .get(LOCAL_WATERMARK)
+            .map(|v| v.trim().parse::<i64>().unwrap_or(0));
+        if current.is_some_and(|c| c >= self.watermark) {
+            return Ok(None);
+        }
+        let next = TableMetadataBuilder::new_from_metadata(
+            local.metadata().as_ref().clone(),
+            Some(local.metadata_location().to_string()),
+        )
+        .set_properties(HashMap::from([(
+            LOCAL_WATERMARK.to_string(),
+            self.watermark.to_string(),
+        )]))
+        .and_then(|b| b.build())
+        .map_err(|e| TableError::iceberg(format!("set the sync watermark of {}", local.name()), e))?
+        .metadata;
+        Ok(Some(Applied::new(next)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloud_paths_keep_the_relative_path() {
+        assert_eq!(
+            cloud_path(
+                "file:///var/lib/floe/fleet/d1",
+                "s3://b/fleet/d1",
+                "file:///var/lib/floe/fleet/d1/data/ts_day=2026-01-01/x-00000.parquet"
+            ),
+            "s3://b/fleet/d1/data/ts_day=2026-01-01/x-00000.parquet"
+        );
+        assert_eq!(
+            cloud_path("file:///a/t", "s3://b/t", "s3://elsewhere/p/y.parquet"),
+            "s3://b/t/data/external/y.parquet"
+        );
+    }
+
+    #[test]
+    fn ids_and_keys() {
+        let u = uuid::Uuid::nil();
+        assert_eq!(
+            commit_id(&u, 42),
+            "sync-00000000-0000-0000-0000-000000000000-42"
+        );
+        assert_eq!(
+            cloud_watermark_key(&u),
+            "floe.sync.00000000-0000-0000-0000-000000000000.sequence-number"
+        );
+        let props = HashMap::from([("k".to_string(), "7".to_string())]);
+        assert_eq!(parse_watermark(&props, "k"), 7);
+        assert_eq!(parse_watermark(&props, "other"), 0);
+    }
+}

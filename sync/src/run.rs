@@ -1,0 +1,399 @@
+//! A sync run: its options, reaching the cloud with a bounded retry, the projection of
+//! one table ([`sync_table`]: plan, copy, append, watermark), and the run over a local
+//! catalog's tables, a few at a time ([`sync`]).
+//!
+//! A cloud that cannot be reached stops the whole run at once (every table would fail the
+//! same way, each after its own retries); any other failure of one table is reported and
+//! the other tables still sync.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt};
+
+use floe_catalog::Catalog;
+use floe_table_format::{Error as TableError, Namespace, RetryPolicy, Table, TableIdent};
+
+use crate::copy::{Copier, NoProgress, RateLimiter, SyncProgress};
+use crate::error::{Error, Result};
+use crate::plan::{plan_steps, Step};
+use crate::project::{
+    added_files, check_compatible, cloud_path, cloud_watermark_key, definition_of, live_files_of,
+    parse_watermark, projection_commit, relocate, set_local_watermark,
+};
+use crate::prune::{prune_local, PruneOptions, PruneReport};
+
+/// Tables synced at once.
+const TABLE_CONCURRENCY: usize = 4;
+
+/// How a sync runs.
+#[derive(Clone)]
+pub struct SyncOptions {
+    /// Plan and report; write nothing anywhere.
+    pub dry_run: bool,
+    /// Retry limits of each cloud commit.
+    pub policy: RetryPolicy,
+    /// Attempts at first reaching the cloud table before reporting it unreachable.
+    pub reach_attempts: u32,
+    /// First backoff between those attempts (doubling).
+    pub reach_backoff: Duration,
+    /// Optional bandwidth cap on data copies.
+    pub limiter: Option<Arc<RateLimiter>>,
+    /// Progress sink.
+    pub progress: Arc<dyn SyncProgress>,
+}
+
+impl std::fmt::Debug for SyncOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncOptions")
+            .field("dry_run", &self.dry_run)
+            .field("policy", &self.policy)
+            .field("reach_attempts", &self.reach_attempts)
+            .finish()
+    }
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        Self {
+            dry_run: false,
+            policy: RetryPolicy::default(),
+            reach_attempts: 4,
+            reach_backoff: Duration::from_millis(500),
+            limiter: None,
+            progress: Arc::new(NoProgress),
+        }
+    }
+}
+
+/// What a sync of one table did (or, in a dry run, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TableSyncReport {
+    /// The table.
+    pub table: String,
+    /// Local snapshots projected as cloud appends (would be, in a dry run).
+    pub snapshots_projected: usize,
+    /// Local maintenance snapshots passed over.
+    pub snapshots_skipped: usize,
+    /// Projections the cloud already had (found by commit id).
+    pub already_committed: usize,
+    /// Data files copied (to copy, in a dry run).
+    pub files_copied: u64,
+    /// Data files the cloud already had with the same size.
+    pub files_skipped: u64,
+    /// Bytes copied (to copy, in a dry run).
+    pub bytes_copied: u64,
+    /// Nothing to project.
+    pub already_in_sync: bool,
+    /// Whether the first projection was a catch-up of expired local history.
+    pub catch_up: bool,
+    /// The cloud watermark after the run.
+    pub watermark: i64,
+}
+
+/// Run `f` against the cloud, retrying transient failures `attempts` times with doubling
+/// backoff; a cloud that never answers becomes [`Error::Unreachable`] naming `url`.
+pub async fn reach<T, F, Fut>(url: &str, options: &SyncOptions, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let attempts = options.reach_attempts.max(1);
+    let mut delay = options.reach_backoff;
+    for attempt in 1..=attempts {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_retryable() && attempt < attempts => {
+                tracing::warn!(cloud = url, attempt, error = %e, "cloud not reachable; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            Err(e) if e.is_retryable() => {
+                return Err(Error::Unreachable {
+                    url: url.to_string(),
+                    attempts,
+                    source: Box::new(e),
+                })
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the loop returns on its last attempt")
+}
+
+/// Project `local` into the table of the same name in the `cloud` catalog (created like
+/// the local one if absent): every local append after the cloud's watermark for this local
+/// table, oldest first, each as one cloud append after its files are copied. See the crate
+/// docs.
+pub async fn sync_table(
+    local: &mut Table,
+    cloud: &Catalog,
+    options: &SyncOptions,
+) -> Result<TableSyncReport> {
+    let cloud_url = cloud.warehouse().url();
+    let ident = local
+        .ident()
+        .cloned()
+        .ok_or_else(|| TableError::InvalidArgument {
+            argument: "sync source".into(),
+            reason: format!("{} was opened from a metadata file", local.name()),
+        })?;
+    let mut report = TableSyncReport {
+        table: ident.to_string(),
+        ..TableSyncReport::default()
+    };
+    let local_uuid = local.metadata().uuid();
+    let key = cloud_watermark_key(&local_uuid);
+    let mut cloud_table = reach(cloud_url, options, || async {
+        match cloud.load_table(&ident).await {
+            Ok(t) => Ok(Some(t)),
+            Err(floe_catalog::Error::Table(TableError::TableNotFound { .. })) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await?;
+    let watermark = cloud_table
+        .as_ref()
+        .map_or(0, |t| parse_watermark(t.metadata().properties(), &key));
+    report.watermark = watermark;
+    let steps = plan_steps(local.name(), local.metadata(), watermark)?;
+    let mut projections = Vec::new();
+    for step in &steps {
+        match step {
+            Step::Append {
+                snapshot_id,
+                sequence_number,
+            } => projections.push((
+                *snapshot_id,
+                *sequence_number,
+                added_files(local, *snapshot_id).await?,
+            )),
+            Step::CatchUp {
+                snapshot_id,
+                sequence_number,
+            } => {
+                report.catch_up = true;
+                projections.push((
+                    *snapshot_id,
+                    *sequence_number,
+                    live_files_of(local, *snapshot_id).await?,
+                ))
+            }
+            Step::Skip { .. } => report.snapshots_skipped += 1,
+        }
+    }
+    // An append of no files (not made by Floe) moves nothing; it is passed over.
+    projections.retain(|(_, _, files)| !files.is_empty());
+    if projections.is_empty() {
+        report.already_in_sync = true;
+        if !options.dry_run && cloud_table.is_some() {
+            set_local_watermark(local, watermark).await?;
+        }
+        return Ok(report);
+    }
+    if options.dry_run {
+        report.snapshots_projected = projections.len();
+        for (_, _, files) in &projections {
+            report.files_copied += files.len() as u64;
+            report.bytes_copied += files.iter().map(|f| f.file_size_in_bytes()).sum::<u64>();
+        }
+        return Ok(report);
+    }
+    let mut cloud_table = match cloud_table.take() {
+        Some(t) => t,
+        None => {
+            let definition = definition_of(local.metadata());
+            reach(cloud_url, options, || async {
+                Ok(cloud
+                    .create_or_load_table(&ident, definition.clone())
+                    .await?)
+            })
+            .await?
+        }
+    };
+    check_compatible(local, &cloud_table)?;
+    let copier = Copier {
+        limiter: options.limiter.as_deref(),
+        progress: options.progress.as_ref(),
+    };
+    let spec_id = cloud_table.metadata().default_partition_spec_id();
+    options.progress.planned(
+        projections.iter().map(|p| p.2.len() as u64).sum(),
+        projections
+            .iter()
+            .flat_map(|p| p.2.iter().map(|f| f.file_size_in_bytes()))
+            .sum(),
+    );
+    for (snapshot_id, sequence_number, files) in projections {
+        let mut cloud_files = Vec::with_capacity(files.len());
+        for f in &files {
+            let target = cloud_path(local.location(), cloud_table.location(), f.file_path());
+            let size = f.file_size_in_bytes();
+            let copied = copier
+                .copy_object(
+                    local.warehouse(),
+                    f.file_path(),
+                    cloud.warehouse(),
+                    &target,
+                    size,
+                )
+                .await?;
+            if copied {
+                report.files_copied += 1;
+                report.bytes_copied += size;
+            } else {
+                report.files_skipped += 1;
+            }
+            options.progress.file_done(!copied, size);
+            cloud_files.push(relocate(f, target, spec_id)?);
+        }
+        let commit = projection_commit(&local_uuid, snapshot_id, sequence_number, &options.policy);
+        let committed = cloud_table.append(cloud_files, commit).await?;
+        if committed.already_committed {
+            report.already_committed += 1;
+        } else {
+            report.snapshots_projected += 1;
+        }
+        report.watermark = sequence_number;
+    }
+    set_local_watermark(local, report.watermark).await?;
+    Ok(report)
+}
+
+/// What a sync run did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SyncReport {
+    /// One entry per table that synced.
+    pub tables: Vec<TableSyncReport>,
+    /// Tables that failed, with the error.
+    pub failed: Vec<(String, String)>,
+    /// Local pruning per table (with `--prune-local-older-than`).
+    pub pruned: Vec<(String, PruneReport)>,
+}
+
+impl SyncReport {
+    /// Whether every table was already up to date.
+    pub fn already_in_sync(&self) -> bool {
+        self.failed.is_empty() && self.tables.iter().all(|t| t.already_in_sync)
+    }
+}
+
+/// The tables a selection names: none = every table of the warehouse; `NS.TABLE` = that
+/// table; `NS` = every table in it and in the namespaces below it.
+pub async fn select_tables(local: &Catalog, selection: &[String]) -> Result<Vec<TableIdent>> {
+    let all_namespaces = local.list_all_namespaces().await?;
+    let mut out = Vec::new();
+    if selection.is_empty() {
+        for ns in &all_namespaces {
+            out.extend(local.list_tables(ns).await?);
+        }
+        return Ok(out);
+    }
+    for s in selection {
+        if let Ok(ident) = TableIdent::parse(s) {
+            if local.load_table(&ident).await.is_ok() {
+                out.push(ident);
+                continue;
+            }
+        }
+        let ns = Namespace::parse(s)?;
+        let under: Vec<&Namespace> = all_namespaces
+            .iter()
+            .filter(|n| n.parts().starts_with(ns.parts()))
+            .collect();
+        if under.is_empty() {
+            return Err(floe_catalog::Error::NamespaceNotFound {
+                namespace: format!("{s} (neither a table nor a namespace of the local warehouse)"),
+            }
+            .into());
+        }
+        for n in under {
+            out.extend(local.list_tables(n).await?);
+        }
+    }
+    out.sort_by_key(|t| t.to_string());
+    out.dedup();
+    Ok(out)
+}
+
+/// Project the selected tables of the `local` catalog into the `cloud` catalog, then prune
+/// them locally if asked.
+pub async fn sync(
+    local: &Catalog,
+    cloud: &Catalog,
+    selection: &[String],
+    options: &SyncOptions,
+    prune: Option<&PruneOptions>,
+) -> Result<SyncReport> {
+    let cloud_url = cloud.warehouse().url();
+    let tables = select_tables(local, selection).await?;
+    let mut runs = stream::iter(tables)
+        .map(|ident| async move {
+            let result: Result<(TableSyncReport, Option<PruneReport>)> = async {
+                let mut table = local.load_table(&ident).await?;
+                let report = sync_table(&mut table, cloud, options).await?;
+                let pruned = match prune {
+                    Some(p) if !options.dry_run => {
+                        Some(prune_local(&mut table, p.older_than, &p.column, p.grace).await?)
+                    }
+                    _ => None,
+                };
+                Ok((report, pruned))
+            }
+            .await;
+            (ident, result)
+        })
+        .buffer_unordered(TABLE_CONCURRENCY);
+    let mut report = SyncReport::default();
+    while let Some((ident, result)) = runs.next().await {
+        match result {
+            Ok((r, pruned)) => {
+                report.tables.push(r);
+                if let Some(p) = pruned {
+                    report.pruned.push((ident.to_string(), p));
+                }
+            }
+            Err(e @ Error::Unreachable { .. }) => return Err(e),
+            // The link dropped in the middle of a table: every other table would fail the
+            // same way after its own retries, so stop here (what was copied is reused by
+            // the next run; nothing half-committed exists).
+            Err(e) if e.as_table_error().is_some_and(|t| link_lost(t, cloud_url)) => {
+                return Err(Error::Unreachable {
+                    url: cloud_url.to_string(),
+                    attempts: 1,
+                    source: Box::new(e),
+                })
+            }
+            Err(e) => {
+                tracing::warn!(table = %ident, error = %e, "sync failed");
+                report.failed.push((ident.to_string(), error_chain(&e)));
+            }
+        }
+    }
+    report.tables.sort_by(|a, b| a.table.cmp(&b.table));
+    report.failed.sort();
+    report.pruned.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(report)
+}
+
+/// A transient store failure on an object of the cloud warehouse (for a read, write or
+/// list, retryable means a transient store failure).
+fn link_lost(e: &TableError, cloud_url: &str) -> bool {
+    match e {
+        TableError::Read { location, .. }
+        | TableError::Write { location, .. }
+        | TableError::List { location, .. } => location.starts_with(cloud_url) && e.is_retryable(),
+        _ => false,
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
