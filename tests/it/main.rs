@@ -11,6 +11,8 @@ mod hostile;
 mod interleavings;
 mod interop;
 mod maintenance;
+mod operation_faults;
+mod operation_interleavings;
 mod race;
 mod roundtrip;
 mod sql;
