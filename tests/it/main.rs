@@ -12,6 +12,8 @@ mod interleavings;
 mod interop;
 mod layout;
 mod maintenance;
+mod operation_faults;
+mod operation_interleavings;
 mod race;
 mod roundtrip;
 mod sql;
