@@ -1,4 +1,4 @@
-//! `floe bench fleet`: Floe beside what users would pick instead, on the same generated IoT
+//! `floe-bench fleet`: Floe beside what users would pick instead, on the same generated IoT
 //! data, in one run. Every case alternates Floe and its peers, repeats, and prints medians
 //! and Floe/peer ratios.
 //!
@@ -6,6 +6,8 @@
 //! over the same Parquet files as a listing table, DuckDB's `read_parquet` over them, and
 //! arrow-rs's own Parquet writer (ingest). The Python peers run from the venv
 //! `scripts/setup-bench.sh` creates; they time only their work, not Python's start-up.
+//! The memory case measures whole `floe` processes (append, sync, sql): the product binary,
+//! and the gateway build when given.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,8 +25,8 @@ use floe_query::{EngineOptions, QueryEngine};
 use floe_table_format::schema::{self, DEFAULT_PARTITION};
 use floe_table_format::{CommitOptions, DataWriter, Table, TableDefinition, TableIdent, Warehouse};
 
-use crate::bench::Counting;
-use crate::output;
+use crate::counting::Counting;
+use crate::report;
 
 /// How big a run is.
 #[derive(Debug, Clone, Copy)]
@@ -68,7 +70,7 @@ pub fn scale(name: &str) -> Result<Scale> {
     })
 }
 
-/// Options of `floe bench fleet`.
+/// Options of `floe-bench fleet`.
 pub struct FleetBench {
     /// Size of the run.
     pub scale: Scale,
@@ -82,7 +84,9 @@ pub struct FleetBench {
     pub s3: Option<String>,
     /// Cases to run (all when empty).
     pub cases: Vec<String>,
-    /// The gateway build, measured beside this binary in the memory case.
+    /// The `floe` binary the memory case runs.
+    pub floe_bin: PathBuf,
+    /// The gateway build, measured beside `floe_bin` in the memory case.
     pub gateway_bin: Option<PathBuf>,
 }
 
@@ -113,8 +117,13 @@ pub async fn fleet(b: FleetBench) -> Result<()> {
     );
     std::fs::create_dir_all(&b.dir).with_context(|| format!("create {}", b.dir.display()))?;
     let want = |c: &str| b.cases.is_empty() || b.cases.iter().any(|x| x == c);
+    ensure!(
+        !want("memory") || b.floe_bin.exists(),
+        "--floe-bin {}: not found (the memory case runs it; build it with cargo build --release -p floe-cli)",
+        b.floe_bin.display()
+    );
     eprintln!(
-        "floe bench fleet --scale {}: {} devices x {} days x {} rows/day, {} repeats, in {}",
+        "floe-bench fleet --scale {}: {} devices x {} days x {} rows/day, {} repeats, in {}",
         b.scale.name,
         b.scale.devices,
         b.scale.days,
@@ -183,7 +192,7 @@ fn print_report(lines: &[Line]) {
         .collect();
     println!(
         "{}",
-        output::table(
+        report::table(
             &["case", "system", "median ms", "floe/peer time", "detail"],
             &rows
         )
@@ -396,8 +405,8 @@ async fn floe_query(wh: &Path, sql: &str) -> Result<(f64, Vec<String>, String)> 
                 s.tables_total,
                 s.files_planned(),
                 s.files_total.map_or("?".into(), |v| v.to_string()),
-                output::bytes(s.bytes_planned()),
-                s.bytes_total.map_or("?".into(), output::bytes)
+                report::bytes(s.bytes_planned()),
+                s.bytes_total.map_or("?".into(), report::bytes)
             )
         })
         .collect::<Vec<_>>()
@@ -553,7 +562,7 @@ async fn compare(
             pyi_detail = format!(
                 "one table's scan; files {}, {}",
                 out["files"],
-                output::bytes(out["bytes"].as_u64().unwrap_or(0))
+                report::bytes(out["bytes"].as_u64().unwrap_or(0))
             );
         }
         eprintln!("  {case} repeat {r}: done");
@@ -656,13 +665,13 @@ async fn ingest(b: &FleetBench, input: &Path) -> Result<Vec<Line>> {
             case: case.clone(),
             system: "floe (write + commit)".into(),
             median_ms: f * 1000.0,
-            detail: format!("{:.0} rows/s, {}", n as f64 / f, output::bytes(sizes.0)),
+            detail: format!("{:.0} rows/s, {}", n as f64 / f, report::bytes(sizes.0)),
         },
         Line {
             case,
             system: "arrow-rs ArrowWriter".into(),
             median_ms: p * 1000.0,
-            detail: format!("{:.0} rows/s, {}", n as f64 / p, output::bytes(sizes.1)),
+            detail: format!("{:.0} rows/s, {}", n as f64 / p, report::bytes(sizes.1)),
         },
     ])
 }
@@ -701,7 +710,7 @@ async fn memory_append(b: &FleetBench, input: &Path) -> Result<Vec<Line>> {
     }
     // The gateway's two jobs: append the rows to a local table, then project that table
     // into the cloud warehouse (a second local folder, and S3 when given).
-    let mut binaries = vec![("floe".to_string(), std::env::current_exe()?)];
+    let mut binaries = vec![("floe".to_string(), b.floe_bin.clone())];
     if let Some(g) = &b.gateway_bin {
         ensure!(g.exists(), "--gateway-bin {}: not found", g.display());
         binaries.push(("floe (gateway build)".to_string(), g.clone()));
@@ -713,7 +722,7 @@ async fn memory_append(b: &FleetBench, input: &Path) -> Result<Vec<Line>> {
     let goal = |peak: f64| {
         format!(
             "peak RSS {} (goal at most 32 MiB: {})",
-            output::bytes(peak as u64),
+            report::bytes(peak as u64),
             if peak <= 32.0 * 1024.0 * 1024.0 {
                 "met"
             } else {
@@ -804,7 +813,7 @@ fn memory_query(b: &FleetBench, wh: &Path) -> Result<Vec<Line>> {
         let mut rss = Vec::new();
         let mut secs = Vec::new();
         for _ in 0..b.repeats {
-            let mut cmd = Command::new(std::env::current_exe()?);
+            let mut cmd = Command::new(&b.floe_bin);
             cmd.arg("--warehouse")
                 .arg(wh)
                 .args(["sql", "--format", "csv"]);
@@ -823,7 +832,7 @@ fn memory_query(b: &FleetBench, wh: &Path) -> Result<Vec<Line>> {
                 None => "floe sql, no limit".into(),
             },
             median_ms: median(secs) * 1000.0,
-            detail: format!("completed; peak RSS {}", output::bytes(median(rss) as u64)),
+            detail: format!("completed; peak RSS {}", report::bytes(median(rss) as u64)),
         });
     }
     Ok(lines)
