@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The benchmark command: Floe beside its peers on one generated IoT fleet, in one run.
-#   scripts/bench.sh [--scale small|medium|large] [--repeats N] [other `floe bench fleet` flags]
+#   scripts/bench.sh [--scale small|medium|large] [--repeats N] [other `floe-bench fleet` flags]
 # Creates the peers' venv (pyiceberg 0.12, DuckDB; from PyPI), starts LocalStack S3 for the
-# S3 cases, builds a release `floe` (20 to 40 minutes the first time on 2 cores) and the
-# gateway build, and prints medians and Floe/peer ratios. The generated fleet is kept in
-# target/bench-fleet.
+# S3 cases, builds a release `floe` (20 to 40 minutes the first time on 2 cores), the
+# gateway build and the harness `floe-bench`, and prints medians and Floe/peer ratios. The
+# generated fleet is kept in target/bench-fleet.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
@@ -22,7 +22,9 @@ if [ "$started_here" = 1 ]; then trap 'scripts/localstack.sh stop >&2 || true' E
 # is the gateway's footprint on disk.
 cargo build --profile gateway -p floe-cli --bin floe --no-default-features >&2
 cargo build --release -p floe-cli --bin floe >&2
+# Built on its own, so that the harness's dependencies cannot change the floe it measures.
+cargo build --release -p floe-bench --bin floe-bench >&2
 echo "binary sizes: floe $(stat -c %s target/release/floe) bytes, gateway build $(stat -c %s target/gateway/floe) bytes" >&2
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GB; $(date -u +%Y-%m-%d)" >&2
-target/release/floe bench fleet --s3 "$FLOE_TEST_S3_URL/bench" \
-  --gateway-bin target/gateway/floe "$@"
+target/release/floe-bench fleet --s3 "$FLOE_TEST_S3_URL/bench" \
+  --floe-bin target/release/floe --gateway-bin target/gateway/floe "$@"

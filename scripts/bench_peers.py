@@ -1,4 +1,4 @@
-"""The peers of `floe bench fleet`: pyiceberg (SQLite catalog) and DuckDB on the same data.
+"""The peers of `floe-bench fleet`: pyiceberg (SQLite catalog) and DuckDB on the same data.
 
 Run by the harness with the venv of scripts/setup-bench.sh; every subcommand times only
 the work itself (not Python's start-up or imports) and prints one JSON object.

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs and starts what the tests need (the pyiceberg venv, LocalStack
-# S3 on 127.0.0.1:4566), builds the `floe` binary the end-to-end tests run, then runs every
-# test of the workspace against memory, local files and S3. Idempotent; stops the S3
-# server it started.
+# S3 on 127.0.0.1:4566), builds the binaries the end-to-end tests run (`floe`, `floe-bench`),
+# then runs every test of the workspace against memory, local files and S3. Idempotent;
+# stops the S3 server it started.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"

@@ -95,37 +95,6 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Snapshots { table, json } => snapshots(&catalog, &table, json).await,
         Command::Check { table, json } => check(&catalog, &table, json).await,
         Command::Namespace(cmd) => crate::namespaces::run(&catalog, cmd).await,
-        #[cfg(feature = "query")]
-        Command::Bench(crate::BenchCommand::Fleet {
-            scale,
-            repeats,
-            dir,
-            python,
-            s3,
-            cases,
-            gateway_bin,
-        }) => {
-            let dir = std::path::absolute(&dir)?;
-            crate::bench_fleet::fleet(crate::bench_fleet::FleetBench {
-                scale: crate::bench_fleet::scale(&scale)?,
-                repeats,
-                dir,
-                python,
-                s3,
-                cases,
-                gateway_bin,
-            })
-            .await
-        }
-        Command::Bench(crate::BenchCommand::Catalog { steps, repeats }) => {
-            crate::bench::catalog(catalog.warehouse(), &steps, repeats).await
-        }
-        Command::Bench(crate::BenchCommand::Commits {
-            sizes,
-            rows,
-            window,
-            modes,
-        }) => crate::bench::commits(catalog.warehouse(), &sizes, rows, window, &modes).await,
         Command::Drop { table, purge } => {
             let ident = TableIdent::parse(&table)?;
             let n = catalog.drop_table(&ident, purge).await?;

@@ -282,34 +282,6 @@ async fn read_back(
     Ok(())
 }
 
-/// `rows` rows of one device's telemetry starting `offset` hours after 2026-01-01 (for
-/// benchmarks: realistic values, cheap to make).
-pub fn sample_batch(schema: &SchemaRef, offset: i64, rows: usize) -> Result<RecordBatch> {
-    let mut rng = StdRng::seed_from_u64(offset as u64);
-    let start_us = 1_767_225_600_000_000i64 + offset * 3_600_000_000;
-    let metrics = ["power_kw", "soc_pct", "temp_c"];
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(vec!["bench-device"; rows])),
-        Arc::new(
-            TimestampMicrosecondArray::from(
-                (0..rows as i64)
-                    .map(|i| start_us + i * 1_000_000)
-                    .collect::<Vec<_>>(),
-            )
-            .with_timezone("+00:00"),
-        ),
-        Arc::new(StringArray::from(
-            (0..rows).map(|i| metrics[i % 3]).collect::<Vec<_>>(),
-        )),
-        Arc::new(Float64Array::from(
-            (0..rows)
-                .map(|_| rng.random_range(0.0..100.0))
-                .collect::<Vec<f64>>(),
-        )),
-    ];
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
-}
-
 /// A few fleet questions, with what each query had to read (the pruning at work).
 #[cfg(feature = "query")]
 async fn fleet_queries(

@@ -4,9 +4,6 @@
 //! print one line saying what failed, then the chain of causes, and exit non-zero.
 #![warn(missing_docs)]
 
-mod bench;
-#[cfg(feature = "query")]
-mod bench_fleet;
 mod commands;
 mod demo;
 mod namespaces;
@@ -212,9 +209,6 @@ enum Command {
     /// Catalogs other engines read.
     #[command(subcommand)]
     Catalog(CatalogCommand),
-    /// Benchmarks (figures side by side with a baseline; not tests).
-    #[command(subcommand)]
-    Bench(BenchCommand),
     /// Project local tables into a cloud warehouse (offline-first gateways): every local
     /// append the cloud has not seen becomes one cloud append, oldest first, after its data
     /// files are copied. Safe to kill and rerun; a second run changes nothing.
@@ -298,70 +292,6 @@ struct NamespaceSetArgs {
     /// Template table property KEY=VALUE (repeatable).
     #[arg(long = "template-property", value_name = "KEY=VALUE")]
     template_properties: Vec<String>,
-}
-
-/// `floe bench …`
-#[derive(Subcommand, Debug)]
-enum BenchCommand {
-    /// Floe beside its peers on one generated IoT fleet: commit throughput (vs pyiceberg),
-    /// a selective and a full-scan query (vs DataFusion over the same Parquet files, DuckDB,
-    /// pyiceberg), ingest (vs arrow-rs's Parquet writer) and peak memory. Prints medians
-    /// and ratios. The documented way to run it is scripts/bench.sh.
-    #[cfg(feature = "query")]
-    Fleet {
-        /// small (a few minutes on 2 cores), medium or large.
-        #[arg(long, default_value = "small")]
-        scale: String,
-        /// Repeats per figure (the median is printed).
-        #[arg(long, default_value_t = 3)]
-        repeats: usize,
-        /// Working folder; the generated fleet is kept there and reused.
-        #[arg(long, default_value = "target/bench-fleet")]
-        dir: PathBuf,
-        /// Python of the peers' venv (scripts/setup-bench.sh prints it).
-        #[arg(
-            long,
-            env = "FLOE_BENCH_PYTHON",
-            default_value = ".venv/bench/bin/python"
-        )]
-        python: PathBuf,
-        /// Also run the commit case on this S3 prefix, e.g. s3://floe-test/bench.
-        #[arg(long)]
-        s3: Option<String>,
-        /// Only these cases: commits, query, scan, ingest, memory.
-        #[arg(long, value_delimiter = ',')]
-        cases: Vec<String>,
-        /// The gateway build of floe (`--profile gateway --no-default-features`): the
-        /// memory case measures its append and sync beside this binary's.
-        #[arg(long, value_name = "PATH")]
-        gateway_bin: Option<PathBuf>,
-    },
-    /// Create up to N device tables in one namespace; time listing them (Floe vs a raw
-    /// LIST) and loading one cold, at each step.
-    Catalog {
-        /// Cumulative table counts at which to measure.
-        #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
-        steps: Vec<usize>,
-        /// Repeats per figure (the median is printed).
-        #[arg(long, default_value_t = 5)]
-        repeats: usize,
-    },
-    /// Append to one table per mode (automatic maintenance on and off): commit latency
-    /// percentiles and object-store requests per commit at each size.
-    Commits {
-        /// Cumulative commit counts at which to report.
-        #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
-        sizes: Vec<usize>,
-        /// Rows per commit.
-        #[arg(long, default_value_t = 1000)]
-        rows: usize,
-        /// Commits per reported window.
-        #[arg(long, default_value_t = 100)]
-        window: usize,
-        /// Which modes to run: on (automatic maintenance), off (none), or both.
-        #[arg(long, value_delimiter = ',', default_value = "on,off")]
-        modes: Vec<String>,
-    },
 }
 
 /// `floe catalog …`

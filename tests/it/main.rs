@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod catalog;
+mod cli_help;
 mod commit_faults;
 mod crash;
 mod deletes;

@@ -149,12 +149,23 @@ pub fn commit_ids(table: &TableView) -> Vec<String> {
 /// The `floe` binary built from this workspace (`cargo build -p floe-cli` builds it; the
 /// test script does so before running the tests).
 pub fn floe_bin() -> PathBuf {
+    workspace_bin("floe", "floe-cli")
+}
+
+/// The `floe-bench` binary built from this workspace (`cargo build -p floe-bench`; the test
+/// script's `cargo build --workspace --bins` builds it).
+pub fn floe_bench_bin() -> PathBuf {
+    workspace_bin("floe-bench", "floe-bench")
+}
+
+/// Binary `name` of workspace package `package`, beside this test binary's folder.
+fn workspace_bin(name: &str, package: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(|p| p.parent()).unwrap();
-    let bin = dir.join("floe");
+    let bin = dir.join(name);
     assert!(
         bin.exists(),
-        "{} not found: build it first with `cargo build -p floe-cli` (scripts/test.sh does)",
+        "{} not found: build it first with `cargo build -p {package}` (scripts/test.sh does)",
         bin.display()
     );
     bin
