@@ -2,17 +2,17 @@
 //!
 //! A commit claims version `N+1` of a table by creating `v{N+1}.metadata.json` create-only
 //! (S3 `If-None-Match: *`, an atomic create-if-absent on local files). The IO driver in
-//! [`crate::table`] reports what each step told it; [`next`] says what to do next.
+//! [`crate::driver`] reports what each step told it; [`next`] says what to do next.
 //!
 //! ```text
 //!            ┌──────────── Rebase (reload head; our commit id there? → Done) ◄────┐
 //!            ▼                                                                    │
 //!   ┌─► put v{N+1} create-only ──Won──► Done (write hint, best effort)            │
 //!   │        │  │                                                                 │
-//!   │        │  └──Lost (already exists / 409)───────────────────────────────────►┤
-//!   │        └──Unknown (timeout, dropped connection after sending)               │
-//!   │                 ▼                                                           │
-//!   │        Verify: read v{N+1} back ──Ours (our commit id)──► Done              │
+//!   │        │  └──Lost (already exists / 409: maybe our own put, retried)──┐      │
+//!   │        └──Unknown (timeout, dropped connection after sending)        │      │
+//!   │                 ▼  ◄─────────────────────────────────────────────────┘      │
+//!   │        Verify: read v{N+1} back ──Ours (byte for byte)──► Done              │
 //!   │                 │   └──Theirs / Missing ─────────────────────────────────────┘
 //!   │                 └──Failed (read error) ──► Verify again, then GiveUp(Unknown)
 //!   └── attempts or time exhausted ──► GiveUp(Conflict), or GiveUp(Unknown) if any put
@@ -153,10 +153,14 @@ pub fn next(event: Event, state: &AttemptState, policy: &RetryPolicy, jitter: f6
     };
     match event {
         Event::Put(PutOutcome::Won) | Event::ReadBack(ReadBack::Ours) => Next::Done,
-        Event::Put(PutOutcome::Unknown) => Next::Verify(Duration::ZERO),
-        Event::Put(PutOutcome::Lost)
-        | Event::ReadBack(ReadBack::Theirs)
-        | Event::ReadBack(ReadBack::Missing) => retry_or_give_up(),
+        // "Already exists" may be our own put, retried inside the store's client after it
+        // took effect: read it back before taking it for a lost race.
+        Event::Put(PutOutcome::Unknown) | Event::Put(PutOutcome::Lost) => {
+            Next::Verify(Duration::ZERO)
+        }
+        Event::ReadBack(ReadBack::Theirs) | Event::ReadBack(ReadBack::Missing) => {
+            retry_or_give_up()
+        }
         Event::ReadBack(ReadBack::Failed) => {
             if state.verifies >= policy.max_verifies {
                 Next::GiveUp(GiveUp::Unknown)
@@ -206,20 +210,38 @@ mod tests {
                 st(3, 0, true, 99_000),
                 Verify(Duration::ZERO),
             ),
-            (Put(PutOutcome::Lost), st(1, 0, false, 0), Rebase(ms(50))),
-            (Put(PutOutcome::Lost), st(2, 0, false, 0), Rebase(ms(100))),
             (
                 Put(PutOutcome::Lost),
+                st(1, 0, false, 0),
+                Verify(Duration::ZERO),
+            ),
+            (
+                Put(PutOutcome::Lost),
+                st(3, 0, false, 0),
+                Verify(Duration::ZERO),
+            ),
+            (
+                ReadBack(super::ReadBack::Theirs),
+                st(1, 0, false, 0),
+                Rebase(ms(50)),
+            ),
+            (
+                ReadBack(super::ReadBack::Theirs),
+                st(2, 0, false, 0),
+                Rebase(ms(100)),
+            ),
+            (
+                ReadBack(super::ReadBack::Theirs),
                 st(3, 0, false, 0),
                 GiveUp(super::GiveUp::Conflict),
             ),
             (
-                Put(PutOutcome::Lost),
+                ReadBack(super::ReadBack::Theirs),
                 st(3, 0, true, 0),
                 GiveUp(super::GiveUp::Unknown),
             ),
             (
-                Put(PutOutcome::Lost),
+                ReadBack(super::ReadBack::Theirs),
                 st(1, 0, false, 10_000),
                 GiveUp(super::GiveUp::Conflict),
             ),

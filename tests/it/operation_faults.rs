@@ -19,35 +19,43 @@ use floe_table_format::iceberg::{
     self, Catalog as IcebergCatalogTrait, NamespaceIdent, TableCommit, TableCreation,
     TableRequirement, TableUpdate,
 };
-use floe_table_format::sync::{self, SyncOptions, LOCAL_WATERMARK};
-use floe_table_format::{
-    rewrite, CommitOptions, Error, RetryPolicy, Table, TableIdent, Version, Warehouse,
-};
+use floe_table_format::{rewrite, CommitOptions, Error, RetryPolicy, Table, TableIdent, Warehouse};
 
 use crate::commit_faults::fault_kinds;
 use crate::faults::{Fault, FaultyStore, Op, Rule};
 use crate::support::*;
 
-/// `Table::version()` as a number, whether it returns `Option<Version>` (today) or a plain
-/// `Version` (after the table-format split): one place to adapt.
-pub trait HeadNumber {
-    fn number(self) -> u64;
-}
-impl HeadNumber for Option<Version> {
-    fn number(self) -> u64 {
-        self.expect("a table loaded by name has a version").0
-    }
-}
-impl HeadNumber for Version {
-    fn number(self) -> u64 {
-        self.0
-    }
-}
-
 /// The head version of `t`.
 pub fn head(t: &Table) -> u64 {
-    t.version().number()
+    t.version().0
 }
+
+/// Sync (the floe-sync crate) into a plain cloud warehouse, with its failures as the
+/// table-format errors the assertions here match (commit conflicts and unknowns).
+pub mod sync {
+    pub use floe_sync::{cloud_watermark_key, commit_id, SyncOptions, TableSyncReport};
+    use floe_table_format::{Table, Warehouse};
+
+    pub async fn sync_table(
+        local: &mut Table,
+        cloud: &Warehouse,
+        options: &SyncOptions,
+    ) -> floe_table_format::Result<TableSyncReport> {
+        let catalog = floe_catalog::Catalog::new(cloud.clone());
+        floe_sync::sync_table(local, &catalog, options)
+            .await
+            .map_err(|e| match e {
+                floe_sync::Error::Table(e)
+                | floe_sync::Error::Catalog(floe_catalog::Error::Table(e)) => e,
+                other => floe_table_format::Error::InvalidArgument {
+                    argument: "sync".into(),
+                    reason: other.to_string(),
+                },
+            })
+    }
+}
+use floe_sync::LOCAL_WATERMARK;
+use sync::SyncOptions;
 
 /// Short backoff, a few attempts: the faults here fire once, so retries settle them fast.
 pub fn quick_policy() -> RetryPolicy {
@@ -472,10 +480,6 @@ async fn update_table_settles_every_fault_at_the_version_claim() {
 }
 
 #[tokio::test]
-#[ignore = "bug: a claim answered 'already exists' after it took effect (an S3 client's \
-            internal retry of a create that won) is taken for a lost race, and ApplyUpdates \
-            recognises its own commit only by an added snapshot id: a SetProperties update is \
-            re-applied on its own head and committed twice (v3 and v4)"]
 async fn update_table_set_property_commits_once_when_its_claim_answers_already_exists() {
     let fault = Fault::ExistsAfter;
     update_table_cell(
@@ -487,11 +491,6 @@ async fn update_table_set_property_commits_once_when_its_claim_answers_already_e
 }
 
 #[tokio::test]
-#[ignore = "bug: a claim answered 'already exists' after it took effect is taken for a lost \
-            race; ApplyUpdates does not recognise its own AddSchema on the head, re-checks \
-            CurrentSchemaIdMatch there, fails it and reports a retryable conflict although \
-            the change landed; iceberg's Transaction then retries and fails with 'Cannot add \
-            column, name already exists: site'"]
 async fn update_table_add_column_is_acknowledged_when_its_claim_answers_already_exists() {
     let fault = Fault::ExistsAfter;
     update_table_cell("add column", "'already exists' after it took effect", fault).await;
@@ -779,12 +778,6 @@ async fn a_failure_before_the_claim_of_retain_leaves_the_table_unchanged() {
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test]
-#[ignore = "bug: when a version claim answers 'already exists' after it took effect (an S3 \
-            client's internal retry of a create that won) the driver rebases, and if the \
-            reload of the head then fails with a transient read error it \
-            returns that read error as a plain failure (not CommitUnknown), although the \
-            commit landed: a commit reported as failed is present (driver.rs, Next::Rebase: \
-            `self.refresh().await?` with no ambiguous version recorded for a Lost claim)"]
 async fn a_lost_race_that_was_our_own_claim_is_never_reported_as_failed() {
     let url = format!("memory://lost-{}", uuid::Uuid::new_v4());
     let plain = Warehouse::open(&url).unwrap();

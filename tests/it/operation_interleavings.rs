@@ -17,13 +17,13 @@ use proptest::prelude::*;
 
 use floe_table_format::iceberg::spec::DataFile;
 use floe_table_format::{
-    rewrite, sync, vacuum, version, CommitOptions, DataWriter, Error, Table, TableIdent, Version,
+    rewrite, vacuum, version, CommitOptions, DataWriter, Error, Table, TableIdent, Version,
     Warehouse,
 };
 
 use crate::faults::{Fault, FaultyStore, Op, Rule};
 use crate::operation_faults::{
-    cloud_watermark, head, ids, local_watermark, quick_policy, quick_sync, values,
+    cloud_watermark, head, ids, local_watermark, quick_policy, quick_sync, sync, values,
 };
 use crate::support::*;
 
@@ -128,25 +128,6 @@ fn layer(plain: &Warehouse, store: &Arc<FaultyStore>, lost: Option<u64>) -> Ware
     };
     let inner: Arc<dyn ObjectStore> = store.clone();
     Warehouse::with_store(plain.url(), Arc::new(FaultyStore::new(inner, rules))).unwrap()
-}
-
-/// Whether a case would hit the known bug of
-/// `operation_faults::a_lost_race_that_was_our_own_claim_is_never_reported_as_failed` (a
-/// local claim answered "already exists" after it took effect, then a failed read while the
-/// driver reloads the head): such cases are left out until it is fixed, so that this test
-/// keeps finding new bugs. (On the cloud side the bug makes a sync report a failure while a
-/// projection landed, which the checks of a failed sync allow.)
-fn hits_known_bug(rules: &Rules, lose: &[bool]) -> bool {
-    let own_claim_answered_lost = rules
-        .iter()
-        .any(|(op, _, _, f)| *op == Op::Create && *f == Fault::ExistsAfter);
-    let failing_reload = lose.iter().any(|l| *l)
-        || rules.iter().any(|(op, path, _, f)| {
-            *op == Op::Get
-                && matches!(*path, ".metadata.json" | "version-hint.text")
-                && !matches!(f, Fault::Delay(_))
-        });
-    own_claim_answered_lost && failing_reload
 }
 
 /// One acknowledged append, as the model knows it.
@@ -553,7 +534,6 @@ proptest! {
         lose_local in proptest::collection::vec(proptest::bool::weighted(0.2), 9),
         lose_cloud in proptest::collection::vec(proptest::bool::weighted(0.3), 9),
     ) {
-        prop_assume!(!hits_known_bug(&local_rules, &lose_local));
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(run_case(&steps, &local_rules, &cloud_rules, &lose_local, &lose_cloud));
     }
