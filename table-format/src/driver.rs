@@ -196,8 +196,12 @@ impl Table {
                             metadata,
                             mut cleanup,
                         } = applied;
-                        cleanup.metadata_files =
-                            expired_versions(&self.metadata, &metadata, base.version);
+                        cleanup.metadata_files = expired_versions(
+                            &self.metadata,
+                            &metadata,
+                            base.version,
+                            &self.location,
+                        );
                         cleanup.enabled = maintenance::Settings::of(&metadata).delete_after_commit;
                         let won = Head {
                             version: target,
@@ -298,8 +302,8 @@ impl Table {
 }
 
 /// The metadata versions a commit on `base` (at version `base_version`) dropped from the
-/// metadata log: in the base's log (or the base itself) and not in `next`'s. Only versions
-/// strictly below the base qualify, whatever the logs say: a hostile or stale log can never
+/// metadata log: in the base's log and not in `next`'s, under the table's own `metadata/`.
+/// Only versions strictly below the base qualify, whatever the logs say: a hostile or stale log can never
 /// make a writer tombstone the head or anything above it.
 fn expired_versions(
     base: &TableMetadata,
@@ -316,8 +320,7 @@ fn expired_versions(
         .map(|l| l.metadata_file.clone())
         .filter(|f| !kept.contains(f.as_str()))
         .filter(|f| {
-            f.rsplit('/')
-                .next()
+            f.strip_prefix(&own)
                 .and_then(version::parse_metadata_file_name)
                 .is_some_and(|v| v < base_version)
         })
@@ -335,4 +338,53 @@ pub(crate) struct Cleanup {
     pub(crate) metadata_files: Vec<String>,
     /// Manifest lists of snapshots the commit expired.
     pub(crate) manifest_lists: Vec<String>,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use iceberg::spec::TableMetadataBuilder;
+
+    fn with_log_entry(m: TableMetadata, previous: &str) -> TableMetadata {
+        TableMetadataBuilder::new_from_metadata(m, Some(previous.to_string()))
+            .build()
+            .unwrap()
+            .metadata
+    }
+
+    #[test]
+    fn only_versions_below_the_base_are_ever_tombstoned() {
+        let schema = crate::schema::default_iot_schema();
+        let partition = crate::schema::parse_partition_spec("day(ts)", &schema).unwrap();
+        let first = Table::first_metadata(
+            "file:///w/t",
+            crate::table::TableDefinition {
+                schema,
+                partition,
+                properties: Default::default(),
+            },
+        )
+        .unwrap();
+        let v = |n: u32| format!("file:///w/t/metadata/v{n}.metadata.json");
+        // A hostile (or stale) log naming versions at and above the base (v5).
+        let mut base = first.clone();
+        for n in [1, 2, 5, 9] {
+            base = with_log_entry(base, &v(n));
+        }
+        base = with_log_entry(base, "file:///elsewhere/metadata/v1.metadata.json");
+        // The next metadata keeps none of them in its log.
+        let expired = expired_versions(&base, &first, Version(5), "file:///w/t");
+        assert_eq!(
+            expired,
+            vec![v(1), v(2)],
+            "never v5 or v9, nor another table's"
+        );
+        // What the next metadata still logs is not expired.
+        let keeps_v2 = with_log_entry(first.clone(), &v(2));
+        assert_eq!(
+            expired_versions(&base, &keeps_v2, Version(5), "file:///w/t"),
+            vec![v(1)]
+        );
+    }
 }
