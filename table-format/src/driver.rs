@@ -303,13 +303,15 @@ impl Table {
 
 /// The metadata versions a commit on `base` (at version `base_version`) dropped from the
 /// metadata log: in the base's log and not in `next`'s, under the table's own `metadata/`.
-/// Only versions strictly below the base qualify, whatever the logs say: a hostile or stale log can never
-/// make a writer tombstone the head or anything above it.
+/// Only versions strictly below the base qualify, whatever the logs say: a hostile or
+/// stale log can never make a writer tombstone the head or anything above it.
 fn expired_versions(
     base: &TableMetadata,
     next: &TableMetadata,
     base_version: Version,
+    table_location: &str,
 ) -> Vec<String> {
+    let own = format!("{table_location}/metadata/");
     let kept: std::collections::HashSet<&str> = next
         .metadata_log()
         .iter()
