@@ -17,6 +17,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The largest compaction target accepted (1 TiB): `--target-mib` is multiplied by 2^20,
+/// and a larger value would wrap around.
+const MAX_TARGET_MIB: u64 = 1 << 20;
+
 /// Floe: per-device Apache Iceberg tables on object storage, committed with conditional
 /// writes — no catalog server, no lock service.
 #[derive(Parser, Debug)]
@@ -152,8 +156,8 @@ enum Command {
     Compact {
         /// NAMESPACE.TABLE
         table: String,
-        /// Target file size in MiB.
-        #[arg(long, default_value_t = 64)]
+        /// Target file size in MiB (1 to 1048576).
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=MAX_TARGET_MIB))]
         target_mib: u64,
     },
     /// Drop whole data files whose rows are all older than a cutoff, as a metadata-only
@@ -176,8 +180,8 @@ enum Command {
         /// Vacuum grace period (30s, 15m, 1h, 7d).
         #[arg(long, default_value = "1h")]
         vacuum_older_than: String,
-        /// Compaction target file size in MiB.
-        #[arg(long, default_value_t = 64)]
+        /// Compaction target file size in MiB (1 to 1048576).
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=MAX_TARGET_MIB))]
         target_mib: u64,
     },
     /// Namespaces: create, list, describe, set properties and the table template.

@@ -103,3 +103,38 @@ fn bad_input_is_refused_with_one_clear_error() {
     assert!(!o.status.success());
     assert!(!dir.join("fleet/t/metadata/v4.metadata.json").exists());
 }
+
+#[test]
+fn a_compaction_target_that_would_wrap_is_refused() {
+    let (wh, dir) = local_warehouse();
+    let url = wh.url();
+    let good = dir.join("good.csv");
+    std::fs::write(
+        &good,
+        "device_id,ts,metric,value\nd1,2026-01-01T00:00:00Z,p,1.5\n",
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let o = floe(
+            url,
+            &["append", "fleet.t", good.to_str().unwrap(), "--create"],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let before = version_of(url, "fleet.t");
+    // 2^44 MiB is 2^64 bytes: shifted by 20 bits it wraps to 0.
+    for args in [
+        ["compact", "fleet.t", "--target-mib", "17592186044416"],
+        ["compact", "fleet.t", "--target-mib", "0"],
+        ["maintain", "fleet", "--target-mib", "17592186044416"],
+    ] {
+        let o = floe(url, &args);
+        assert!(!o.status.success(), "{args:?} was accepted");
+        assert!(
+            stderr(&o).contains("--target-mib"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+    assert_eq!(version_of(url, "fleet.t"), before, "nothing committed");
+}
