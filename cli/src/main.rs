@@ -48,7 +48,6 @@ struct Cli {
     command: Command,
 }
 
-/// The verbs.
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Create a table (default schema: device_id string, ts timestamptz, metric string,
