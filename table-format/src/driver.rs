@@ -192,17 +192,8 @@ impl Table {
             loop {
                 match commit::next(event, &state, policy, rand::random::<f64>()) {
                     Next::Done => {
-                        let Applied {
-                            metadata,
-                            mut cleanup,
-                        } = applied;
-                        cleanup.metadata_files = expired_versions(
-                            &self.metadata,
-                            &metadata,
-                            base.version,
-                            &self.location,
-                        );
-                        cleanup.enabled = maintenance::Settings::of(&metadata).delete_after_commit;
+                        let Applied { metadata, cleanup } = applied;
+                        let base_metadata = Arc::clone(&self.metadata);
                         let won = Head {
                             version: target,
                             metadata_location: location.clone(),
@@ -212,7 +203,7 @@ impl Table {
                         if let Some(list) = cleanup.written_list.clone() {
                             self.list_cache = Some(list);
                         }
-                        self.clean_up(cleanup).await;
+                        self.clean_up(&base_metadata, base.version, cleanup).await;
                         return Ok(self.committed(state.attempts, false));
                     }
                     Next::Verify(delay) => {
@@ -257,27 +248,22 @@ impl Table {
         }
     }
 
-    /// The post-commit step, once a version was won: tombstone the metadata versions the
-    /// commit expired from the log and delete expired snapshots' manifest lists (best
-    /// effort: a failure leaves garbage for vacuum, never a broken table). Only objects
-    /// under the table's own `metadata/` are touched.
-    async fn clean_up(&self, cleanup: Cleanup) {
+    /// The post-commit step, once a version was won over `base` (at `base_version`):
+    /// tombstone the metadata versions the commit dropped from the log (when
+    /// `write.metadata.delete-after-commit.enabled`) and delete expired snapshots' manifest
+    /// lists (best effort: a failure leaves garbage for vacuum, never a broken table). Only
+    /// objects under the table's own `metadata/` are touched.
+    async fn clean_up(&self, base: &TableMetadata, base_version: Version, cleanup: Cleanup) {
         let own = format!("{}/metadata/", self.location);
-        // Expired metadata versions, when `write.metadata.delete-after-commit.enabled`.
-        let expired_versions = if cleanup.enabled {
-            cleanup.metadata_files
+        let expired = if maintenance::Settings::of(&self.metadata).delete_after_commit {
+            expired_versions(base, &self.metadata, base_version, &self.location)
         } else {
             Vec::new()
         };
-        for location in expired_versions {
-            let Some(name) = location.strip_prefix(&own) else {
-                continue;
-            };
-            let Some(v) = version::parse_metadata_file_name(name) else {
-                continue;
-            };
+        for v in expired {
             // Never delete a version: a stale writer could claim the freed name and fork
             // the history. A tiny tombstone keeps the name taken.
+            let location = version::metadata_location(&self.location, v);
             let body = format!("{{\"floe-tombstone\": true, \"expired-version\": {}}}", v.0);
             let Ok(path) = self.warehouse.object_path(&location) else {
                 continue;
@@ -310,7 +296,7 @@ fn expired_versions(
     next: &TableMetadata,
     base_version: Version,
     table_location: &str,
-) -> Vec<String> {
+) -> Vec<Version> {
     let own = format!("{table_location}/metadata/");
     let kept: std::collections::HashSet<&str> = next
         .metadata_log()
@@ -319,13 +305,11 @@ fn expired_versions(
         .collect();
     base.metadata_log()
         .iter()
-        .map(|l| l.metadata_file.clone())
-        .filter(|f| !kept.contains(f.as_str()))
-        .filter(|f| {
-            f.strip_prefix(&own)
-                .and_then(version::parse_metadata_file_name)
-                .is_some_and(|v| v < base_version)
-        })
+        .map(|l| l.metadata_file.as_str())
+        .filter(|f| !kept.contains(f))
+        .filter_map(|f| f.strip_prefix(&own))
+        .filter_map(version::parse_metadata_file_name)
+        .filter(|v| *v < base_version)
         .collect()
 }
 
@@ -334,10 +318,6 @@ fn expired_versions(
 pub(crate) struct Cleanup {
     /// The manifest list this commit wrote (cached by the handle once it has won).
     pub(crate) written_list: Option<(i64, Arc<Vec<ManifestFile>>)>,
-    /// Whether expired metadata versions are tombstoned (set by the driver).
-    pub(crate) enabled: bool,
-    /// Metadata versions the commit expired from the metadata log (set by the driver).
-    pub(crate) metadata_files: Vec<String>,
     /// Manifest lists of snapshots the commit expired.
     pub(crate) manifest_lists: Vec<String>,
 }
@@ -379,14 +359,14 @@ mod tests {
         let expired = expired_versions(&base, &first, Version(5), "file:///w/t");
         assert_eq!(
             expired,
-            vec![v(1), v(2)],
+            vec![Version(1), Version(2)],
             "never v5 or v9, nor another table's"
         );
         // What the next metadata still logs is not expired.
         let keeps_v2 = with_log_entry(first.clone(), &v(2));
         assert_eq!(
             expired_versions(&base, &keeps_v2, Version(5), "file:///w/t"),
-            vec![v(1)]
+            vec![Version(1)]
         );
     }
 }
