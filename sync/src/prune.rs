@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use iceberg::spec::{Operation, PrimitiveLiteral};
+use iceberg::spec::Operation;
 
-use floe_table_format::{maintenance, rewrite, vacuum, Error as TableError, Table};
+use floe_table_format::{maintenance, rewrite, vacuum, Table};
 
 use crate::error::Result;
 
@@ -47,28 +47,13 @@ pub async fn prune_local(
         return Ok(PruneReport::default());
     };
     let mut report = PruneReport::default();
-    let field = local
-        .metadata()
-        .current_schema()
-        .field_by_name(column)
-        .ok_or_else(|| TableError::InvalidArgument {
-            argument: format!("column {column}"),
-            reason: format!("{} has no column '{column}'", local.name()),
-        })?
-        .id;
-    let cutoff_us = now_us() - older_than.as_micros() as i64;
-    let old: Vec<String> = rewrite::live_files(local)
-        .await?
-        .into_iter()
-        .filter(|f| f.sequence_number.is_some_and(|s| s <= watermark))
-        .filter(
-            |f| match f.data_file.upper_bounds().get(&field).map(|d| d.literal()) {
-                Some(PrimitiveLiteral::Long(v)) => *v < cutoff_us,
-                _ => false,
-            },
-        )
-        .map(|f| f.data_file.file_path().to_string())
-        .collect();
+    let old: Vec<String> =
+        rewrite::files_older_than(local, older_than, column, &format!("column {column}"))
+            .await?
+            .into_iter()
+            .filter(|f| f.sequence_number.is_some_and(|s| s <= watermark))
+            .map(|f| f.data_file.file_path().to_string())
+            .collect();
     if !old.is_empty() {
         local
             .rewrite_files(&old, Vec::new(), Operation::Delete)
@@ -78,12 +63,4 @@ pub async fn prune_local(
     report.snapshots_expired = vacuum::expire(local, older_than, 1).await?.expired.len();
     report.objects_deleted = vacuum::vacuum(local, grace, false).await?.orphans.len();
     Ok(report)
-}
-
-/// Microseconds since the Unix epoch (0 if the clock is before it).
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }

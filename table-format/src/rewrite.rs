@@ -243,20 +243,21 @@ impl Action for ReplaceAction<'_> {
     }
 }
 
-/// Drop every live data file whose rows are all older than `older_than` (by the upper
-/// bound of the timestamp column `column`), as a metadata-only `delete` snapshot.
-pub async fn retain(
-    table: &mut Table,
+/// The live files of `table` whose rows are all older than `older_than`, judged by the
+/// upper bound of the timestamp column `column` (named `argument` in the error when the
+/// table has no such column). A file without that bound is never old.
+pub async fn files_older_than(
+    table: &TableView,
     older_than: Duration,
     column: &str,
-) -> Result<Option<RewriteReport>> {
-    table.refresh().await?;
+    argument: &str,
+) -> Result<Vec<LiveFile>> {
     let field = table
         .metadata()
         .current_schema()
         .field_by_name(column)
         .ok_or_else(|| Error::InvalidArgument {
-            argument: format!("--column {column}"),
+            argument: argument.to_string(),
             reason: format!("{} has no column '{column}'", table.name()),
         })?
         .id;
@@ -265,7 +266,7 @@ pub async fn retain(
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0))
         - older_than.as_micros() as i64;
-    let old: Vec<String> = live_files(table)
+    Ok(live_files(table)
         .await?
         .into_iter()
         .filter(
@@ -274,8 +275,23 @@ pub async fn retain(
                 _ => false,
             },
         )
-        .map(|f| f.data_file.file_path().to_string())
-        .collect();
+        .collect())
+}
+
+/// Drop every live data file whose rows are all older than `older_than` (by the upper
+/// bound of the timestamp column `column`), as a metadata-only `delete` snapshot.
+pub async fn retain(
+    table: &mut Table,
+    older_than: Duration,
+    column: &str,
+) -> Result<Option<RewriteReport>> {
+    table.refresh().await?;
+    let old: Vec<String> =
+        files_older_than(table, older_than, column, &format!("--column {column}"))
+            .await?
+            .into_iter()
+            .map(|f| f.data_file.file_path().to_string())
+            .collect();
     if old.is_empty() {
         return Ok(None);
     }
