@@ -47,13 +47,7 @@ async fn devices_create_their_tables_from_the_template_once() {
             "snappy",
             "{backend}"
         );
-        append_batch(
-            &mut t,
-            |s| rows(s, "d", DAY0_US, 5, 0.0),
-            CommitOptions::default(),
-        )
-        .await
-        .unwrap();
+        append_rows(&mut t, 5).await;
         // No template: a missing table stays missing.
         let other = TableIdent::parse("plain.dev_1").unwrap();
         assert!(
@@ -127,13 +121,7 @@ async fn drop_removes_a_table_and_purge_its_files() {
                 .create_table(&TableIdent::parse(name).unwrap(), iot_definition())
                 .await
                 .unwrap();
-            append_batch(
-                &mut t,
-                |s| rows(s, "d", DAY0_US, 5, 0.0),
-                CommitOptions::default(),
-            )
-            .await
-            .unwrap();
+            append_rows(&mut t, 5).await;
         }
         let b = TableIdent::parse("fleet.b").unwrap();
         cat.drop_table(&b, false).await.unwrap();
@@ -454,13 +442,7 @@ async fn a_drop_touches_only_the_table_it_names() {
         // fleet.a is a namespace holding the table fleet.a.b.
         let inner = TableIdent::parse("fleet.a.b").unwrap();
         let mut t = cat.create_table(&inner, iot_definition()).await.unwrap();
-        append_batch(
-            &mut t,
-            |s| rows(s, "d", DAY0_US, 5, 0.0),
-            CommitOptions::default(),
-        )
-        .await
-        .unwrap();
+        append_rows(&mut t, 5).await;
         let count = || async { wh.list_all(&wh.location("fleet")).await.unwrap().len() };
         let before = count().await;
         for purge in [false, true] {
@@ -510,25 +492,13 @@ async fn a_drop_touches_only_the_table_it_names() {
         // purging the outer table leaves it whole.
         let outer = TableIdent::parse("fleet.t").unwrap();
         let mut t = cat.create_table(&outer, iot_definition()).await.unwrap();
-        append_batch(
-            &mut t,
-            |s| rows(s, "d", DAY0_US, 5, 0.0),
-            CommitOptions::default(),
-        )
-        .await
-        .unwrap();
+        append_rows(&mut t, 5).await;
         let nested_wh = floe_table_format::Warehouse::open(&wh.location("fleet/t")).unwrap();
         let nested = TableIdent::parse("x.inner").unwrap();
         let mut n = floe_table_format::Table::create(&nested_wh, &nested, iot_definition())
             .await
             .unwrap();
-        append_batch(
-            &mut n,
-            |s| rows(s, "d", DAY0_US, 3, 0.0),
-            CommitOptions::default(),
-        )
-        .await
-        .unwrap();
+        append_rows(&mut n, 3).await;
         cat.drop_table(&outer, true).await.unwrap();
         let n = floe_table_format::Table::load(&nested_wh, &nested)
             .await
@@ -546,24 +516,12 @@ async fn an_sql_catalog_purge_never_takes_another_live_tables_files() {
         let x = TableIdent::parse("fleet.x").unwrap();
         let y = TableIdent::parse("fleet.y").unwrap();
         let mut t = cat.create_table(&x, iot_definition()).await.unwrap();
-        append_batch(
-            &mut t,
-            |s| rows(s, "d", DAY0_US, 5, 0.0),
-            CommitOptions::default(),
-        )
-        .await
-        .unwrap();
+        append_rows(&mut t, 5).await;
         // A rename keeps the files where they are; a create with the old name then uses
         // the same folder: two live tables share it.
         cat.rename_table(&x, &y).await.unwrap();
         let mut t = cat.create_table(&x, iot_definition()).await.unwrap();
-        append_batch(
-            &mut t,
-            |s| rows(s, "d", DAY0_US, 2, 0.0),
-            CommitOptions::default(),
-        )
-        .await
-        .unwrap();
+        append_rows(&mut t, 2).await;
         let e = cat.drop_table(&x, true).await.unwrap_err().to_string();
         assert!(e.contains("fleet.y"), "{backend}: {e}");
         assert_eq!(

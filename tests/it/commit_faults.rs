@@ -16,13 +16,7 @@ async fn setup(rules: Vec<Rule>) -> (Warehouse, Arc<FaultyStore>, TableIdent) {
     let mut t = Table::create(&plain, &ident, iot_definition())
         .await
         .unwrap();
-    append_batch(
-        &mut t,
-        |s| rows(s, "d", DAY0_US, 5, 0.0),
-        CommitOptions::default(),
-    )
-    .await
-    .unwrap();
+    append_rows(&mut t, 5).await;
     let faulty = Arc::new(FaultyStore::new(plain.store().clone(), rules));
     let wh = Warehouse::with_store(&url, faulty.clone()).unwrap();
     (wh, faulty, ident)

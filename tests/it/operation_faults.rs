@@ -364,13 +364,7 @@ async fn catalog_setup(
         .create_table(&ident, iot_definition())
         .await
         .unwrap();
-    append_batch(
-        &mut t,
-        |s| rows(s, "d", DAY0_US, 5, 0.0),
-        CommitOptions::default(),
-    )
-    .await
-    .unwrap();
+    append_rows(&mut t, 5).await;
     let faulty = Arc::new(FaultyStore::new(plain.store().clone(), rules));
     let wh = Warehouse::with_store(&url, faulty.clone()).unwrap();
     let ice = floe_catalog::IcebergCatalog::new(floe_catalog::Catalog::new(wh.clone()));

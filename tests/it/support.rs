@@ -214,6 +214,17 @@ pub fn run_python(args: &[&str]) -> serde_json::Value {
     })
 }
 
+/// Append `n` rows of device "d" from DAY0_US (values 0, 1, …) as one commit; it must succeed.
+pub async fn append_rows(table: &mut Table, n: usize) {
+    append_batch(
+        table,
+        |s| rows(s, "d", DAY0_US, n, 0.0),
+        CommitOptions::default(),
+    )
+    .await
+    .unwrap();
+}
+
 /// Run the `floe` binary on warehouse `wh`.
 pub fn floe(wh: &str, args: &[&str]) -> std::process::Output {
     std::process::Command::new(floe_bin())
