@@ -220,6 +220,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         #[cfg(feature = "query")]
         Command::Sql(args) => crate::sql::run(&catalog, args).await,
         Command::Sync(args) => crate::sync::run(&catalog, args).await,
+        #[cfg(feature = "server")]
+        Command::Serve(args) => crate::serve::serve(catalog, args).await,
+        #[cfg(feature = "server")]
+        Command::Principal(cmd) => crate::serve::principal(&catalog, cmd).await,
         Command::Demo {
             devices,
             commits,

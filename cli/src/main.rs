@@ -8,6 +8,8 @@ mod commands;
 mod demo;
 mod namespaces;
 mod output;
+#[cfg(feature = "server")]
+mod serve;
 #[cfg(feature = "query")]
 mod sql;
 mod sync;
@@ -222,6 +224,14 @@ enum Command {
     /// "dev_0042$snapshots", $history, $manifests, $files. Without a query, a shell starts.
     #[cfg(feature = "query")]
     Sql(sql::SqlArgs),
+    /// Serve the warehouse as an Iceberg REST catalog (pyiceberg, Spark, Trino, DuckDB
+    /// connect by URL), where each principal reaches only what its grants allow.
+    #[cfg(feature = "server")]
+    Serve(serve::ServeArgs),
+    /// Principals of `floe serve`: add (prints the secret once), list, revoke.
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Principal(serve::PrincipalCommand),
     /// Simulate a fleet of devices writing their own tables, then read them back.
     Demo {
         /// Number of devices (one table each).

@@ -27,7 +27,7 @@ use crate::commit::{self, AttemptState, Event, GiveUp, Next, RetryPolicy};
 use crate::error::{Error, Result};
 use crate::head::Head;
 use crate::maintenance;
-use crate::metadata::{self, find_commit, validate_commit_id, FORBIDDEN_PROPERTIES};
+use crate::metadata::{self, find_commit, is_location_property, validate_commit_id};
 use crate::table::Table;
 use crate::version::{self, Version};
 
@@ -149,8 +149,18 @@ impl Table {
                 next.location()
             ));
         }
-        for key in FORBIDDEN_PROPERTIES {
-            if next.properties().get(*key) != base.properties().get(*key) {
+        let changed = next
+            .properties()
+            .iter()
+            .filter(|(k, v)| base.properties().get(*k) != Some(*v))
+            .map(|(k, _)| k)
+            .chain(
+                base.properties()
+                    .keys()
+                    .filter(|k| !next.properties().contains_key(*k)),
+            );
+        for key in changed {
+            if is_location_property(key) {
                 return refuse(format!(
                     "a commit may not change '{key}': a Floe table keeps all its files under its own prefix"
                 ));

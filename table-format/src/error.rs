@@ -95,6 +95,18 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A change built by another engine names a file outside the table's own folders.
+    #[error("commit to {table} refused: {what} {location} is outside the table's {folder}; nothing was committed")]
+    OutsideTable {
+        /// The table.
+        table: String,
+        /// What the path is (data file, manifest, manifest list).
+        what: String,
+        /// The offending path.
+        location: String,
+        /// The folder it had to be under.
+        folder: String,
+    },
     /// A requirement of a change built by another engine does not hold on the head.
     #[error("commit to {table} refused: {reason}; nothing was committed")]
     RequirementFailed {

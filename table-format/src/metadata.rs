@@ -21,6 +21,14 @@ pub(crate) const FORBIDDEN_PROPERTIES: &[&str] = &[
     "write.object-storage.enabled",
 ];
 
+/// Whether a table property moves where files are written: any of
+/// [`FORBIDDEN_PROPERTIES`], or any `write.*.path` (engines add new ones over time).
+pub fn is_location_property(key: &str) -> bool {
+    FORBIDDEN_PROPERTIES.contains(&key)
+        || (key.starts_with("write.") && key.ends_with(".path"))
+        || key == "location"
+}
+
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -92,7 +100,7 @@ pub(crate) fn check_properties<'a>(
     mut keys: impl Iterator<Item = &'a String>,
     owner: &str,
 ) -> Result<()> {
-    match keys.find(|k| FORBIDDEN_PROPERTIES.contains(&k.as_str())) {
+    match keys.find(|k| is_location_property(k)) {
         Some(key) => Err(Error::InvalidArgument {
             argument: format!("property '{key}'{owner}"),
             reason: "a Floe table keeps all its files under its own prefix".into(),

@@ -78,6 +78,18 @@ pub struct ObjectStoreStorageFactory {
     storage: ObjectStoreStorage,
 }
 
+impl ObjectStoreStorageFactory {
+    /// A factory whose storage is `warehouse`'s store (for iceberg clients, such as a REST
+    /// catalog client, that build their own [`FileIO`]).
+    pub fn new(warehouse: &Warehouse) -> Self {
+        Self {
+            storage: ObjectStoreStorage {
+                warehouse: warehouse.clone(),
+            },
+        }
+    }
+}
+
 #[typetag::serde]
 impl StorageFactory for ObjectStoreStorageFactory {
     fn build(&self, _config: &StorageConfig) -> iceberg::Result<Arc<dyn Storage>> {
@@ -87,12 +99,7 @@ impl StorageFactory for ObjectStoreStorageFactory {
 
 /// A [`FileIO`] whose every read and write goes to the warehouse's store.
 pub fn file_io(warehouse: &Warehouse) -> FileIO {
-    FileIOBuilder::new(Arc::new(ObjectStoreStorageFactory {
-        storage: ObjectStoreStorage {
-            warehouse: warehouse.clone(),
-        },
-    }))
-    .build()
+    FileIOBuilder::new(Arc::new(ObjectStoreStorageFactory::new(warehouse))).build()
 }
 
 fn to_iceberg(op: &str, location: &str, e: object_store::Error) -> iceberg::Error {

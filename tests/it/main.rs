@@ -16,6 +16,7 @@ mod maintenance;
 mod operation_faults;
 mod operation_interleavings;
 mod race;
+mod rest;
 mod roundtrip;
 mod sql;
 mod sql_cli;
