@@ -28,3 +28,8 @@ echo "binary sizes: floe $(stat -c %s target/release/floe) bytes, gateway build 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GB; $(date -u +%Y-%m-%d)" >&2
 target/release/floe-bench fleet --s3 "$FLOE_TEST_S3_URL/bench" \
   --floe-bin target/release/floe --gateway-bin target/gateway/floe "$@"
+# floe serve against direct commits (issue 16): REST commits/s and load latency, file and S3.
+rest_dir="$(mktemp -d)"
+target/release/floe-bench --warehouse "$rest_dir" rest
+target/release/floe-bench --warehouse "$FLOE_TEST_S3_URL/bench-rest" rest
+rm -rf "$rest_dir"

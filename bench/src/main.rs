@@ -9,6 +9,7 @@
 //! scripts/bench.sh --scale small                     # fleet, release builds, every peer
 //! target/debug/floe-bench --warehouse /tmp/bench catalog --steps 1000,10000
 //! target/debug/floe-bench --warehouse /tmp/bench commits --sizes 100,1000 --modes on
+//! target/debug/floe-bench --warehouse s3://floe-test/bench rest --commits 100
 //! ```
 #![warn(missing_docs)]
 
@@ -17,6 +18,7 @@ mod commits;
 mod counting;
 mod fleet;
 mod report;
+mod rest;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -108,6 +110,20 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "on,off")]
         modes: Vec<String>,
     },
+    /// `floe serve` against direct commits, on --warehouse: commits/s of a property change
+    /// through the REST server and through the commit driver, and load-table latency each
+    /// way (medians and ratios).
+    Rest {
+        /// Commits per repeat, each way.
+        #[arg(long, default_value_t = 100)]
+        commits: usize,
+        /// Loads per repeat, each way.
+        #[arg(long, default_value_t = 50)]
+        loads: usize,
+        /// Repeats (the median is printed).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+    },
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -158,6 +174,11 @@ async fn run(cli: Cli) -> Result<()> {
             )
             .await
         }
+        Command::Rest {
+            commits,
+            loads,
+            repeats,
+        } => rest::rest(&Warehouse::open(&cli.warehouse)?, commits, loads, repeats).await,
     }
 }
 

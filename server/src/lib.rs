@@ -8,6 +8,7 @@
 //! - [`grants`]: `read:PATTERN`, `write:PATTERN`, `admin`, and what they allow.
 //! - [`signer`]: S3 remote signing, only for requests inside the caller's grants.
 //! - [`idempotency`]: `Idempotency-Key` replay.
+//! - [`policy`]: the STS session policy for vended credentials, confined to one table.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,6 +25,7 @@ pub mod auth;
 pub mod error;
 pub mod grants;
 pub mod idempotency;
+pub mod policy;
 pub mod principals;
 pub mod rest;
 pub mod signer;
