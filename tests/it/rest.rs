@@ -628,6 +628,49 @@ async fn hostile_requests_get_a_clear_4xx_and_change_nothing() {
     let (s, _) = error_of(create(None).send().await.unwrap()).await;
     assert_eq!(s, 409, "without the key, the namespace exists");
 
+    // A commit retried with its key commits once: the retry gets the first answer and
+    // the table moves by exactly one version. Without a key, the same request is a new
+    // commit.
+    let version = |catalog: &Catalog| {
+        let catalog = catalog.clone();
+        async move {
+            catalog
+                .load_table(&TableIdent::parse("fleet.dev_1").unwrap())
+                .await
+                .unwrap()
+                .version()
+        }
+    };
+    let before = version(&catalog).await;
+    let commit_once = |key: Option<&str>| {
+        let r = http
+            .req(Method::POST, commit, &token)
+            .json(&json!({"updates": [{"action": "set-properties", "updates": {"owner": "ops"}}]}));
+        match key {
+            Some(k) => r.header("Idempotency-Key", k),
+            None => r,
+        }
+    };
+    let first = commit_once(Some("c-1")).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let first_body: Value = first.json().await.unwrap();
+    let again = commit_once(Some("c-1")).send().await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers()["idempotent-replay"], "true");
+    let again_body: Value = again.json().await.unwrap();
+    assert_eq!(
+        again_body["metadata-location"],
+        first_body["metadata-location"]
+    );
+    assert_eq!(
+        version(&catalog).await.0,
+        before.0 + 1,
+        "a keyed retry committed again"
+    );
+    let fresh = commit_once(None).send().await.unwrap();
+    assert_eq!(fresh.status(), 200);
+    assert_eq!(version(&catalog).await.0, before.0 + 2);
+
     // ETag and 304 on load; health.
     let r = http
         .req(Method::GET, "/v1/namespaces/fleet/tables/dev_1", &token)
