@@ -38,6 +38,16 @@ pub enum Error {
         /// Attempts made.
         attempts: u32,
     },
+    /// A REST catalog refused a request or could not be reached (status 0).
+    #[error("REST catalog {catalog}: {message}")]
+    Rest {
+        /// The catalog's address.
+        catalog: String,
+        /// The HTTP status (0: no answer).
+        status: u16,
+        /// The server's one-line reason.
+        message: String,
+    },
     /// Writing the SQL catalog failed.
     #[error("SQL catalog {path}: {reason}")]
     Sql {
@@ -54,6 +64,7 @@ impl Error {
         match self {
             Error::Table(e) => e.is_retryable(),
             Error::NamespaceConflict { .. } => true,
+            Error::Rest { status, .. } => *status == 0 || *status >= 500,
             _ => false,
         }
     }

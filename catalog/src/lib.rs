@@ -20,6 +20,8 @@
 pub mod error;
 pub mod iceberg_catalog;
 pub mod namespace;
+pub mod rest;
+pub mod rest_store;
 pub mod sql;
 pub mod sql_backend;
 
@@ -54,6 +56,9 @@ pub struct Catalog {
     /// Set when the Iceberg SQL catalog records which tables exist (see
     /// [`sql_backend`]); None when the warehouse's folders do.
     sql: Option<std::sync::Arc<sql_backend::SqlBackend>>,
+    /// Set when a REST catalog (`floe serve`) keeps the tables; the warehouse is then the
+    /// server's, reached with the caller's grants.
+    rest: Option<std::sync::Arc<rest::RestBackend>>,
 }
 
 impl Catalog {
@@ -62,6 +67,7 @@ impl Catalog {
         Self {
             warehouse,
             sql: None,
+            rest: None,
         }
     }
 
@@ -70,6 +76,31 @@ impl Catalog {
         Self {
             warehouse,
             sql: Some(std::sync::Arc::new(backend)),
+            rest: None,
+        }
+    }
+
+    /// The catalog a REST catalog server keeps (see [`rest`]).
+    pub fn with_rest(backend: rest::RestBackend) -> Self {
+        Self {
+            warehouse: backend.warehouse().clone(),
+            sql: None,
+            rest: Some(std::sync::Arc::new(backend)),
+        }
+    }
+
+    /// Refuse what a REST client cannot do here, naming the verb.
+    fn refuse_over_rest(&self, what: &str) -> Result<()> {
+        match &self.rest {
+            Some(r) => Err(floe_table_format::Error::InvalidArgument {
+                argument: what.to_string(),
+                reason: format!(
+                    "not available through the REST catalog {}: run it on the server's warehouse, or through the REST API as an admin",
+                    r.warehouse().url()
+                ),
+            }
+            .into()),
+            None => Ok(()),
         }
     }
 
@@ -176,6 +207,9 @@ impl Catalog {
         if let Some(sql) = &self.sql {
             return sql.list_namespaces(parent);
         }
+        if let Some(rest) = &self.rest {
+            return rest.list_namespaces(parent).await;
+        }
         let relative = parent.map(|p| p.path()).unwrap_or_default();
         let mut out = Vec::new();
         for (name, kind) in self.classified_children(&relative).await? {
@@ -207,6 +241,9 @@ impl Catalog {
         if let Some(sql) = &self.sql {
             return sql.list_tables(namespace);
         }
+        if let Some(rest) = &self.rest {
+            return rest.list_tables(namespace).await;
+        }
         let mut out = Vec::new();
         for (name, kind) in self.classified_children(&namespace.path()).await? {
             if kind == FolderKind::Table {
@@ -227,9 +264,10 @@ impl Catalog {
         after: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<TableIdent>, Option<String>)> {
-        if let Some(sql) = &self.sql {
-            let all: Vec<TableIdent> = sql
-                .list_tables(namespace)?
+        if self.sql.is_some() || self.rest.is_some() {
+            let all: Vec<TableIdent> = self
+                .list_tables(namespace)
+                .await?
                 .into_iter()
                 .filter(|t| after.is_none_or(|a| t.name() > a))
                 .collect();
@@ -279,6 +317,9 @@ impl Catalog {
         if let Some(sql) = &self.sql {
             return sql.create_table(&self.warehouse, ident, definition).await;
         }
+        if let Some(rest) = &self.rest {
+            return rest.create_table(ident, &definition, false).await;
+        }
         Ok(Table::create(&self.warehouse, ident, definition).await?)
     }
 
@@ -292,6 +333,14 @@ impl Catalog {
             return match sql.create_table(&self.warehouse, ident, definition).await {
                 Err(Error::Table(floe_table_format::Error::TableExists { .. })) => {
                     sql.load_table(&self.warehouse, ident).await
+                }
+                other => other,
+            };
+        }
+        if let Some(rest) = &self.rest {
+            return match rest.create_table(ident, &definition, false).await {
+                Err(Error::Table(floe_table_format::Error::TableExists { .. })) => {
+                    rest.load_table(ident).await
                 }
                 other => other,
             };
@@ -310,6 +359,7 @@ impl Catalog {
                 .register_table(&self.warehouse, ident, metadata_location)
                 .await;
         }
+        self.refuse_over_rest("register")?;
         Ok(Table::register(&self.warehouse, ident, metadata_location).await?)
     }
 
@@ -318,12 +368,34 @@ impl Catalog {
         if let Some(sql) = &self.sql {
             return sql.load_table(&self.warehouse, ident).await;
         }
+        if let Some(rest) = &self.rest {
+            return rest.load_table(ident).await;
+        }
         Ok(Table::load(&self.warehouse, ident).await?)
     }
 
     /// Load a table, or create it from its namespace's table template (a device's first
     /// contact). Two devices doing this at once end up with one table.
     pub async fn load_or_create_from_template(&self, ident: &TableIdent) -> Result<Table> {
+        if let Some(rest) = &self.rest {
+            // The server knows the template: ask it to create from it (404 without one).
+            return match rest.load_table(ident).await {
+                Err(Error::Table(floe_table_format::Error::TableNotFound { .. })) => {
+                    let placeholder = TableDefinition {
+                        schema: floe_table_format::schema::default_iot_schema(),
+                        partition: Default::default(),
+                        properties: Default::default(),
+                    };
+                    match rest.create_table(ident, &placeholder, true).await {
+                        Err(Error::Table(floe_table_format::Error::TableExists { .. })) => {
+                            rest.load_table(ident).await
+                        }
+                        other => other,
+                    }
+                }
+                other => other,
+            };
+        }
         match self.load_table(ident).await {
             Err(Error::Table(floe_table_format::Error::TableNotFound { table, location })) => {
                 let template = match self.describe_namespace(ident.namespace()).await {
@@ -345,6 +417,9 @@ impl Catalog {
         if let Some(sql) = &self.sql {
             return sql.namespace_exists(ns);
         }
+        if let Some(rest) = &self.rest {
+            return rest.namespace_exists(ns).await;
+        }
         Ok(
             version::any_object_under(&self.warehouse, &self.warehouse.location(&ns.path()))
                 .await?,
@@ -356,6 +431,7 @@ impl Catalog {
         if let Some(sql) = &self.sql {
             return sql.create_namespace(ns, &doc);
         }
+        self.refuse_over_rest("namespace create")?;
         self.refuse_table_ancestors(ns).await?;
         if let Some(t) = &doc.template {
             t.validate()?;
@@ -373,6 +449,12 @@ impl Catalog {
     pub async fn describe_namespace(&self, ns: &Namespace) -> Result<NamespaceDoc> {
         if let Some(sql) = &self.sql {
             return sql.describe_namespace(ns);
+        }
+        if let Some(rest) = &self.rest {
+            return Ok(NamespaceDoc {
+                properties: rest.namespace_properties(ns).await?.into_iter().collect(),
+                ..NamespaceDoc::default()
+            });
         }
         match namespace::read(&self.warehouse, ns).await? {
             Some((_, doc)) => Ok(doc),
@@ -392,6 +474,7 @@ impl Catalog {
         if let Some(sql) = &self.sql {
             return sql.update_namespace(ns, change);
         }
+        self.refuse_over_rest("namespace update")?;
         self.refuse_table_ancestors(ns).await?;
         namespace::update(&self.warehouse, ns, change).await
     }
@@ -419,6 +502,9 @@ impl Catalog {
     /// `metadata/` folder (manifests, manifest lists). With `purge`, its data files are
     /// deleted too; without, they stay for recovery. Returns the number of objects deleted.
     pub async fn drop_table(&self, ident: &TableIdent, purge: bool) -> Result<usize> {
+        if let Some(rest) = &self.rest {
+            return rest.drop_table(ident, purge).await;
+        }
         if let Some(sql) = &self.sql {
             if !purge {
                 sql.drop_table(ident)?;
@@ -556,6 +642,7 @@ impl Catalog {
     /// Rename a table. In the SQL catalog this is one row update; on the warehouse's folders
     /// a rename is not atomic (every object would move) and is refused.
     pub async fn rename_table(&self, from: &TableIdent, to: &TableIdent) -> Result<()> {
+        self.refuse_over_rest("rename")?;
         match &self.sql {
             Some(sql) => sql.rename_table(from, to),
             None => Err(floe_table_format::Error::InvalidArgument {

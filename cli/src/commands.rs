@@ -18,12 +18,21 @@ use crate::output;
 use crate::{Cli, Command, DefinitionArgs};
 
 pub async fn run(cli: Cli) -> Result<()> {
-    let warehouse = Warehouse::open(&cli.warehouse)?;
     let catalog = match cli.catalog.as_deref() {
-        None | Some("") | Some("warehouse") => Catalog::new(warehouse),
+        None | Some("") | Some("warehouse") => Catalog::new(Warehouse::open(&cli.warehouse)?),
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+            let Some(credential) = cli.credential.as_deref() else {
+                bail!("--catalog {url} is a REST catalog: give --credential NAME:SECRET (or FLOE_CREDENTIAL)");
+            };
+            let backend = floe_catalog::rest::RestBackend::connect(url, credential)
+                .await
+                .with_context(|| format!("cannot connect to the REST catalog {url}"))?;
+            Catalog::with_rest(backend)
+        }
         Some(url) => {
+            let warehouse = Warehouse::open(&cli.warehouse)?;
             let Some(path) = url.strip_prefix("sqlite://") else {
-                bail!("invalid --catalog '{url}': expected sqlite:///path/to/catalog.db");
+                bail!("invalid --catalog '{url}': expected sqlite:///path/to/catalog.db or http://host:port");
             };
             let backend = floe_catalog::sql_backend::SqlBackend::open(
                 std::path::Path::new(path),
@@ -32,6 +41,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             Catalog::with_sql(warehouse, backend)
         }
     };
+    let credential = cli.credential.clone();
     match cli.command {
         Command::Create {
             table,
@@ -219,7 +229,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         #[cfg(feature = "query")]
         Command::Sql(args) => crate::sql::run(&catalog, args).await,
-        Command::Sync(args) => crate::sync::run(&catalog, args).await,
+        Command::Sync(args) => crate::sync::run(&catalog, args, credential.as_deref()).await,
         #[cfg(feature = "server")]
         Command::Serve(args) => crate::serve::serve(catalog, args).await,
         #[cfg(feature = "server")]

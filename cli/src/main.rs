@@ -37,10 +37,15 @@ struct Cli {
     )]
     warehouse: String,
 
-    /// Where tables are recorded: the warehouse's folders (default), or an Iceberg SQL
-    /// catalog shared with pyiceberg / JDBC readers and writers: sqlite:///path/catalog.db
+    /// Where tables are recorded: the warehouse's folders (default), an Iceberg SQL
+    /// catalog shared with pyiceberg / JDBC readers and writers (sqlite:///path/catalog.db),
+    /// or a Floe REST catalog (http://host:8181, with --credential; no S3 keys needed).
     #[arg(long, global = true, env = "FLOE_CATALOG")]
     catalog: Option<String>,
+
+    /// NAME:SECRET of a principal, for a REST --catalog (as `floe principal add` printed it).
+    #[arg(long, global = true, env = "FLOE_CREDENTIAL", hide_env_values = true)]
+    credential: Option<String>,
 
     /// The catalog name inside an SQL catalog.
     #[arg(long, global = true, env = "FLOE_CATALOG_NAME", default_value = "floe")]

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -23,7 +23,8 @@ pub struct SyncArgs {
     /// The local warehouse (default: --warehouse), e.g. file:///var/lib/floe.
     #[arg(long, value_name = "URL")]
     from: Option<String>,
-    /// The cloud warehouse, e.g. s3://bucket/fleet.
+    /// The cloud: a warehouse (s3://bucket/fleet) or a Floe REST catalog (http://host:8181,
+    /// with --credential; the gateway then holds no S3 keys).
     #[arg(long, value_name = "URL")]
     to: String,
     /// NAMESPACE or NAMESPACE.TABLE (repeatable; default: every local table).
@@ -84,12 +85,26 @@ impl SyncProgress for Bar {
     }
 }
 
-pub async fn run(catalog: &Catalog, args: SyncArgs) -> Result<()> {
+pub async fn run(catalog: &Catalog, args: SyncArgs, credential: Option<&str>) -> Result<()> {
     let local = match &args.from {
         Some(url) => Catalog::new(Warehouse::open(url)?),
         None => catalog.clone(),
     };
-    let cloud = Catalog::new(Warehouse::open(&args.to)?);
+    let cloud = if args.to.starts_with("http://") || args.to.starts_with("https://") {
+        // A Floe REST catalog: the gateway needs no S3 keys, only its credential.
+        let Some(credential) = credential else {
+            bail!(
+                "--to {} is a REST catalog: give --credential NAME:SECRET (or FLOE_CREDENTIAL)",
+                args.to
+            );
+        };
+        let backend = floe_catalog::rest::RestBackend::connect(&args.to, credential)
+            .await
+            .with_context(|| format!("cannot connect to the REST catalog {}", args.to))?;
+        Catalog::with_rest(backend)
+    } else {
+        Catalog::new(Warehouse::open(&args.to)?)
+    };
     if cloud.warehouse().url() == local.warehouse().url() {
         bail!(
             "--from and --to are the same warehouse ({})",

@@ -20,11 +20,12 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use floe_catalog::rest::FROM_TEMPLATE;
 use floe_catalog::{NamespaceDoc, NamespaceUpdate};
 use floe_table_format::external::ApplyUpdates;
 use floe_table_format::iceberg::spec::{Schema, SortOrder, UnboundPartitionSpec};
 use floe_table_format::iceberg::{TableRequirement, TableUpdate};
-use floe_table_format::{Namespace, RetryPolicy, Table, TableDefinition, TableIdent, Warehouse};
+use floe_table_format::{Namespace, RetryPolicy, Table, TableDefinition, TableIdent};
 
 use crate::auth::Caller;
 use crate::error::{Error, Result};
@@ -202,9 +203,16 @@ pub async fn token(
 
 /// `GET /v1/config`.
 pub async fn config(State(app): AppState, caller: Caller) -> Response {
+    // Floe's own client opens the server's warehouse for files (on S3 through the
+    // signer, with the storage settings below).
+    let mut overrides = storage_config(&app);
+    overrides.insert(
+        "floe.warehouse".into(),
+        app.catalog.warehouse().url().to_string(),
+    );
     let body = json!({
         "defaults": {},
-        "overrides": {},
+        "overrides": overrides,
         "endpoints": ENDPOINTS,
         "idempotency-key-lifetime": format!("PT{}S", app.idempotency_lifetime.as_secs()),
     });
@@ -425,7 +433,7 @@ pub async fn list_tables(
 fn load_result(app: &App, table: &Table) -> Result<Response> {
     let metadata = serde_json::to_value(table.metadata().as_ref())
         .map_err(|e| Error::Internal(format!("cannot serialize metadata: {e}")))?;
-    let config = storage_config(app, table.warehouse());
+    let config = storage_config(app);
     let body = json!({
         "metadata-location": table.metadata_location(),
         "metadata": metadata,
@@ -450,7 +458,7 @@ fn etag(metadata_location: &str) -> String {
 
 /// FileIO settings for clients: on S3, the server signs their requests (they hold no
 /// keys); on local and memory warehouses, the server is the only way in.
-fn storage_config(app: &App, warehouse: &Warehouse) -> BTreeMap<String, String> {
+fn storage_config(app: &App) -> BTreeMap<String, String> {
     let mut config = BTreeMap::new();
     if let Some(signer) = &app.signer {
         config.insert("s3.signer".into(), "S3V4RestSigner".into());
@@ -468,7 +476,6 @@ fn storage_config(app: &App, warehouse: &Warehouse) -> BTreeMap<String, String> 
             config.insert("s3.path-style-access".into(), "true".into());
         }
     }
-    let _ = warehouse;
     config
 }
 
@@ -521,7 +528,12 @@ pub async fn create_table(
                 )));
             }
         }
-        let template = if caller.grants.is_admin() {
+        // Floe's client asks for the template explicitly (a device's first append).
+        let mut properties = req.properties;
+        let from_template = properties
+            .remove(FROM_TEMPLATE)
+            .is_some_and(|v| v == "true");
+        let template = if caller.grants.is_admin() && !from_template {
             None
         } else {
             match app.catalog.describe_namespace(ident.namespace()).await {
@@ -532,10 +544,16 @@ pub async fn create_table(
         };
         let definition = match template {
             Some(t) => t.definition()?,
+            None if from_template => {
+                return Err(Error::NoSuchTable(format!(
+                    "table {ident} does not exist and namespace {} has no table template",
+                    ident.namespace()
+                )))
+            }
             None => TableDefinition {
                 schema: req.schema,
                 partition: req.partition_spec.unwrap_or_default(),
-                properties: req.properties,
+                properties,
             },
         };
         let table = app.catalog.create_table(&ident, definition).await?;

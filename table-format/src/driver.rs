@@ -25,7 +25,7 @@ use tracing::Instrument;
 
 use crate::commit::{self, AttemptState, Event, GiveUp, Next, RetryPolicy};
 use crate::error::{Error, Result};
-use crate::head::Head;
+use crate::head::{Claim, Head};
 use crate::maintenance;
 use crate::metadata::{self, find_commit, is_location_property, validate_commit_id};
 use crate::table::Table;
@@ -190,7 +190,15 @@ impl Table {
             let location = self.head.next_location(target);
             let base = self.head_now();
             let body = metadata::to_bytes(&applied.metadata, &location)?;
-            let outcome = self.head.claim(&base, &location, body.clone()).await?;
+            let base_metadata = Arc::clone(&self.metadata);
+            let claim = Claim {
+                base: &base,
+                base_metadata: &base_metadata,
+                next: &applied.metadata,
+                location: &location,
+                body: &body,
+            };
+            let outcome = self.head.claim(&claim).await?;
             if outcome == commit::PutOutcome::Unknown {
                 *ambiguous_version = Some(target.0);
             }
@@ -203,23 +211,37 @@ impl Table {
                 match commit::next(event, &state, policy, rand::random::<f64>()) {
                     Next::Done => {
                         let Applied { metadata, cleanup } = applied;
-                        let base_metadata = Arc::clone(&self.metadata);
-                        let won = Head {
-                            version: target,
-                            metadata_location: location.clone(),
+                        let (won, metadata) = match self.head.landed(&location) {
+                            Some(landed) => landed,
+                            None => (
+                                Head {
+                                    version: target,
+                                    metadata_location: location.clone(),
+                                },
+                                metadata,
+                            ),
                         };
                         self.adopt(won.clone(), metadata);
                         self.head.after_win(&won).await;
                         if let Some(list) = cleanup.written_list.clone() {
                             self.list_cache = Some(list);
                         }
-                        self.clean_up(&base_metadata, base.version, cleanup).await;
+                        if self.head.cleans_up() {
+                            self.clean_up(&base_metadata, base.version, cleanup).await;
+                        }
                         return Ok(self.committed(state.attempts, false));
                     }
                     Next::Verify(delay) => {
                         tokio::time::sleep(delay).await;
                         state.verifies += 1;
-                        event = Event::ReadBack(self.head.read_back(&base, &location, &body).await);
+                        let claim = Claim {
+                            base: &base,
+                            base_metadata: &base_metadata,
+                            next: &applied.metadata,
+                            location: &location,
+                            body: &body,
+                        };
+                        event = Event::ReadBack(self.head.read_back(&claim).await);
                     }
                     Next::Rebase(delay) => {
                         tokio::time::sleep(delay).await;

@@ -15,6 +15,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use iceberg::spec::TableMetadata;
 use object_store::{ObjectStoreExt, PutMode, PutOptions};
 
 use crate::commit::{PutOutcome, ReadBack};
@@ -30,6 +31,21 @@ pub struct Head {
     pub version: Version,
     /// The metadata object.
     pub metadata_location: String,
+}
+
+/// One claim of the next version: what the driver built, on what.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    /// The head the next metadata was built on.
+    pub base: &'a Head,
+    /// The metadata of `base`.
+    pub base_metadata: &'a TableMetadata,
+    /// The next metadata.
+    pub next: &'a TableMetadata,
+    /// Where the next metadata is written ([`HeadStore::next_location`]).
+    pub location: &'a str,
+    /// The next metadata as written there.
+    pub body: &'a [u8],
 }
 
 /// Where a table's head is recorded, and how the next version is claimed.
@@ -50,14 +66,29 @@ pub trait HeadStore: Send + Sync + fmt::Debug {
     /// The metadata location a claim of version `target` writes.
     fn next_location(&self, target: Version) -> String;
 
-    /// Claim the next version over `base` with `body` at `location`.
-    async fn claim(&self, base: &Head, location: &str, body: Vec<u8>) -> Result<PutOutcome>;
+    /// Claim the next version over `claim.base` with `claim.body` at `claim.location`.
+    async fn claim(&self, claim: &Claim<'_>) -> Result<PutOutcome>;
 
-    /// After an unclear claim: is `location` (holding exactly `body`) the head over `base`?
-    async fn read_back(&self, base: &Head, location: &str, body: &[u8]) -> ReadBack;
+    /// After an unclear claim: is `claim.location` (holding exactly `claim.body`) the head
+    /// over `claim.base`?
+    async fn read_back(&self, claim: &Claim<'_>) -> ReadBack;
 
     /// Best-effort bookkeeping once `head` was won (the Hadoop hint); never fails a commit.
     async fn after_win(&self, head: &Head);
+
+    /// After a won claim of `location`: the head and metadata the store made current, when
+    /// they are not the claimed ones (a REST catalog writes its own metadata file from the
+    /// changes it was sent). `None`, the default: exactly what was claimed.
+    fn landed(&self, _location: &str) -> Option<(Head, TableMetadata)> {
+        None
+    }
+
+    /// Whether the writer cleans up after its own commits (tombstones of expired versions,
+    /// expired manifest lists). A REST catalog does that itself for the commits it applies,
+    /// and its writers may not delete.
+    fn cleans_up(&self) -> bool {
+        true
+    }
 }
 
 /// The Hadoop layout: create-only `v{N}.metadata.json` plus `version-hint.text`.
@@ -110,12 +141,17 @@ impl HeadStore for HadoopHead {
         version::metadata_location(&self.location, target)
     }
 
-    async fn claim(&self, _base: &Head, location: &str, body: Vec<u8>) -> Result<PutOutcome> {
+    async fn claim(&self, claim: &Claim<'_>) -> Result<PutOutcome> {
+        let location = claim.location;
         let path = self.warehouse.object_path(location)?;
         match self
             .warehouse
             .store()
-            .put_opts(&path, body.into(), PutOptions::from(PutMode::Create))
+            .put_opts(
+                &path,
+                claim.body.to_vec().into(),
+                PutOptions::from(PutMode::Create),
+            )
             .await
         {
             Ok(_) => Ok(PutOutcome::Won),
@@ -132,7 +168,8 @@ impl HeadStore for HadoopHead {
         }
     }
 
-    async fn read_back(&self, _base: &Head, location: &str, body: &[u8]) -> ReadBack {
+    async fn read_back(&self, claim: &Claim<'_>) -> ReadBack {
+        let (location, body) = (claim.location, claim.body);
         let Ok(path) = self.warehouse.object_path(location) else {
             return ReadBack::Failed;
         };
@@ -201,11 +238,15 @@ impl HeadStore for PointerHead {
         pointer::new_metadata_location(&self.location, target.0)
     }
 
-    async fn claim(&self, base: &Head, location: &str, body: Vec<u8>) -> Result<PutOutcome> {
+    async fn claim(&self, claim: &Claim<'_>) -> Result<PutOutcome> {
+        let (base, location) = (claim.base, claim.location);
         // The file's name is unique, so writing it decides nothing; the swap does.
         self.warehouse
             .store()
-            .put(&self.warehouse.object_path(location)?, body.into())
+            .put(
+                &self.warehouse.object_path(location)?,
+                claim.body.to_vec().into(),
+            )
             .await
             .map_err(|source| Error::Write {
                 location: location.to_string(),
@@ -222,7 +263,8 @@ impl HeadStore for PointerHead {
         }
     }
 
-    async fn read_back(&self, base: &Head, location: &str, _body: &[u8]) -> ReadBack {
+    async fn read_back(&self, claim: &Claim<'_>) -> ReadBack {
+        let (base, location) = (claim.base, claim.location);
         match self.pointer.current().await {
             Ok(Some(cur)) if cur == location => ReadBack::Ours,
             Ok(Some(cur)) if cur == base.metadata_location => ReadBack::Missing,

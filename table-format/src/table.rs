@@ -424,6 +424,41 @@ impl Table {
         TableView::open(warehouse, metadata_location).await
     }
 
+    /// Load a table whose head `head` records (a head store of another crate, such as a REST
+    /// catalog's); its files are read and written through `warehouse`.
+    pub async fn load_with_head(
+        warehouse: &Warehouse,
+        ident: &TableIdent,
+        head: Arc<dyn HeadStore>,
+    ) -> Result<Table> {
+        let now = head
+            .current(None)
+            .await?
+            .ok_or_else(|| Error::TableNotFound {
+                table: ident.to_string(),
+                location: format!("the {}", head.layout()),
+            })?;
+        let metadata = metadata::read(warehouse, &now.metadata_location)
+            .await?
+            .ok_or_else(|| Error::CorruptMetadata {
+                location: now.metadata_location.clone(),
+                reason: format!(
+                    "the {} names a metadata file that does not exist",
+                    head.layout()
+                ),
+            })?;
+        let location = metadata.location().trim_end_matches('/').to_string();
+        Ok(Table::assemble(
+            warehouse,
+            ident,
+            location,
+            head,
+            now.version,
+            now.metadata_location,
+            metadata,
+        ))
+    }
+
     /// Load a table whose head is recorded by `pointer` (a catalog such as the SQL catalog).
     pub async fn load_pointed(
         warehouse: &Warehouse,

@@ -767,3 +767,180 @@ async fn iceberg_rust_rest_client_drives_the_server() {
         "a refused drop left the table as it was"
     );
 }
+
+/// `floe` as a client of `floe serve` (`--catalog http://… --credential …`), with no S3
+/// keys and no warehouse of its own in its environment.
+fn floe_rest(url: &str, credential: &str, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(floe_bin());
+    cmd.args(["--catalog", url, "--credential", credential])
+        .args(args)
+        .env_remove("FLOE_WAREHOUSE")
+        .current_dir(std::env::temp_dir());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.output().unwrap()
+}
+
+fn ok(out: std::process::Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn csv(dir: &std::path::Path, device: &str, rows: usize) -> String {
+    let mut text = String::from("device_id,ts,metric,value\n");
+    for i in 0..rows {
+        text.push_str(&format!(
+            "{device},2026-11-20T00:{:02}:{:02}Z,temp,{i}.5\n",
+            i / 60,
+            i % 60
+        ));
+    }
+    let path = dir.join(format!("{device}-{rows}.csv"));
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().to_string()
+}
+
+/// Floe's own client through the server: a device appends to its own table (created from
+/// the template on first contact), queries it, and syncs a gateway's local table into the
+/// cloud; it is refused everywhere else, with nothing written. On S3 it holds no keys and
+/// every file goes through the signer.
+async fn own_client_scenario(wh: &str) {
+    let catalog = fleet(wh).await;
+    let dev_1 = principal(wh, "dev_1", &["write:fleet.dev_1"]);
+    let gw = principal(wh, "gw", &["write:fleet.gw_*"]);
+    let party = principal(wh, "party", &["read:site_17.*"]);
+    let server = Server::start(wh, &[], &[]);
+    let url = server.url.as_str();
+    let scratch = std::path::PathBuf::from(tempfile_dir("rest-own-client-input"));
+
+    // Append twice to its own table; the commits land through the server's driver.
+    let input = csv(&scratch, "dev_1", 7);
+    for _ in 0..2 {
+        ok(
+            floe_rest(url, &dev_1, &["append", "fleet.dev_1", &input]),
+            "append",
+        );
+    }
+    let t = catalog
+        .load_table(&TableIdent::parse("fleet.dev_1").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(support::scan(&t).await.0, 5 + 14);
+    assert_eq!(t.metadata().snapshots().count(), 3);
+    let report = floe_table_format::check::check_table(catalog.warehouse(), t.ident().unwrap())
+        .await
+        .unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    // It reads what it may: listing, describe, SQL.
+    assert_eq!(
+        ok(floe_rest(url, &dev_1, &["tables", "fleet"]), "tables").trim(),
+        "fleet.dev_1"
+    );
+    let sql = ok(
+        floe_rest(
+            url,
+            &dev_1,
+            &[
+                "sql",
+                "--format",
+                "csv",
+                "SELECT count(*) AS n FROM fleet.dev_1",
+            ],
+        ),
+        "sql",
+    );
+    assert!(sql.contains("\n19"), "{sql}");
+
+    // Refused elsewhere, with nothing changed.
+    let dev_2_head = head(&catalog, "fleet.dev_2").await;
+    let out = floe_rest(url, &dev_1, &["append", "fleet.dev_2", &input]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no read grant on fleet.dev_2"), "{err}");
+    assert_eq!(head(&catalog, "fleet.dev_2").await, dev_2_head);
+    let c1_objects = objects_of(&catalog, "site_17.c1").await;
+    let out = floe_rest(url, &party, &["append", "site_17.c1", &input]);
+    assert!(!out.status.success(), "a reader appended");
+    if wh.starts_with("s3://") {
+        // The signer refused the data file itself: not one object was written.
+        assert_eq!(objects_of(&catalog, "site_17.c1").await, c1_objects);
+    }
+    assert_eq!(
+        support::scan(
+            &catalog
+                .load_table(&TableIdent::parse("site_17.c1").unwrap())
+                .await
+                .unwrap()
+        )
+        .await
+        .0,
+        5
+    );
+
+    // A device's first append creates its table from the namespace's template.
+    ok(
+        floe_rest(
+            url,
+            &gw,
+            &["append", "fleet.gw_9", &csv(&scratch, "gw_9", 2)],
+        ),
+        "first append",
+    );
+    let created = catalog
+        .load_table(&TableIdent::parse("fleet.gw_9").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(support::scan(&created).await.0, 2);
+    assert_eq!(
+        created.metadata().default_partition_spec().fields().len(),
+        1,
+        "partitioned by the template's day(ts)"
+    );
+
+    // A gateway: local appends, then sync through the server; a rerun projects nothing.
+    let local = tempfile_dir("rest-own-client-gateway");
+    for rows in [3, 4] {
+        floe_ok(
+            &local,
+            &[
+                "append",
+                "fleet.gw_7",
+                &csv(&scratch, "gw_7", rows),
+                "--create",
+            ],
+        );
+    }
+    for rerun in [false, true] {
+        let out = ok(
+            floe_rest(url, &gw, &["sync", "--from", &local, "--to", url]),
+            "sync",
+        );
+        assert_eq!(out.contains("1 already in sync"), rerun, "{out}");
+    }
+    let cloud = catalog
+        .load_table(&TableIdent::parse("fleet.gw_7").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(support::scan(&cloud).await.0, 7);
+    assert_eq!(cloud.metadata().snapshots().count(), 2);
+}
+
+#[tokio::test]
+async fn floes_own_client_appends_queries_and_syncs_through_the_server_on_files() {
+    own_client_scenario(&tempfile_dir("rest-own-client")).await;
+}
+
+#[tokio::test]
+async fn floes_own_client_needs_no_s3_keys_through_the_server() {
+    let Some(warehouse) = support::s3_warehouse() else {
+        return;
+    };
+    own_client_scenario(warehouse.url()).await;
+}
