@@ -32,6 +32,9 @@ struct Claims {
     iat: u64,
     /// A fresh id per token.
     jti: String,
+    /// Which incarnation of the principal the token was issued to (a digest of its salt),
+    /// so that a revoked name added again does not revive the old tokens.
+    pv: String,
 }
 
 /// Issues and checks tokens, and finds principals.
@@ -59,6 +62,19 @@ pub struct Caller {
     pub name: String,
     /// Its grants.
     pub grants: Grants,
+    /// The incarnation of the principal (see the token's `pv` claim).
+    pub incarnation: String,
+}
+
+impl Caller {
+    fn of(p: &Principal) -> Caller {
+        use sha2::Digest;
+        Caller {
+            name: p.name.clone(),
+            grants: p.grants(),
+            incarnation: hex::encode(&sha2::Sha256::digest(p.salt.as_bytes())[..8]),
+        }
+    }
 }
 
 fn now_secs() -> u64 {
@@ -116,10 +132,7 @@ impl Authenticator {
     /// secret, so the answer reveals no principal's existence.
     pub async fn check_credentials(&self, name: &str, secret: &str) -> Result<Caller> {
         match self.principals.get(name).await? {
-            Some(p) if p.verify(secret) => Ok(Caller {
-                name: p.name.clone(),
-                grants: p.grants(),
-            }),
+            Some(p) if p.verify(secret) => Ok(Caller::of(&p)),
             _ => Err(Error::Unauthorized(
                 "invalid client credentials".to_string(),
             )),
@@ -134,6 +147,7 @@ impl Authenticator {
             iat,
             exp: iat + self.token_ttl.as_secs().max(1),
             jti: uuid::Uuid::new_v4().to_string(),
+            pv: caller.incarnation.clone(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| Error::Internal(format!("cannot sign a token: {e}")))
@@ -156,11 +170,8 @@ impl Authenticator {
             },
         )?;
         match self.principal(&data.claims.sub).await? {
-            Some(p) => Ok(Caller {
-                name: p.name.clone(),
-                grants: p.grants(),
-            }),
-            None => Err(Error::Unauthorized(
+            Some(p) if Caller::of(&p).incarnation == data.claims.pv => Ok(Caller::of(&p)),
+            _ => Err(Error::Unauthorized(
                 "the token's principal has been revoked".to_string(),
             )),
         }

@@ -4,9 +4,13 @@
 //! Keys are scoped to the principal and the endpoint, so one caller can neither replay nor
 //! block another's. Requests with one key run one at a time: a retry that arrives while
 //! the first is still running waits for its answer. Final answers (2xx and 4xx) are kept
-//! for the key lifetime; a 5xx is not kept, so a retry runs again. That is safe for
-//! commits because the driver recognises a commit already in the table (its snapshot ids),
-//! which also covers retries across a server restart, where this memory is gone.
+//! for the key lifetime, in memory; a 5xx is not kept, so a retry runs again. For a commit
+//! that adds snapshots a rerun is still safe without the stored answer (after a 5xx, or a
+//! server restart): the driver finds the snapshots already in the table and commits
+//! nothing. A commit that adds no snapshot (properties, schema) is then applied again on
+//! the current head, which for property sets gives the same state. A second request with a
+//! key already used gets the first answer even if its body differs (the body is not
+//! compared).
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -5,9 +5,9 @@
 //!
 //! - reads (`GetObject`) of the table's `data/` and `metadata/` objects, and a LIST of
 //!   exactly those prefixes;
-//! - for writers, also `PutObject` (with multipart) there, except the version hint, and a
-//!   metadata version `metadata/v*.metadata.json` only as a create-only put (S3's
-//!   `s3:if-none-match` condition key must be present);
+//! - for writers, also `PutObject` (with multipart) there, except table metadata (the
+//!   version hint and every `*.metadata.json`): commits go through the catalog, since a
+//!   created `v{N+1}` would be a commit that bypasses its checks;
 //! - never a delete, never another prefix.
 //!
 //! No STS is at hand in the tests, so the policy is built and checked here as data.
@@ -53,17 +53,13 @@ pub fn session_policy(bucket: &str, table_key: &str, level: Level) -> Result<Val
             "Resource": [objects("data"), objects("metadata")],
         }));
         statements.push(json!({
-            "Sid": "NoHint",
+            "Sid": "NoTableMetadata",
             "Effect": "Deny",
             "Action": ["s3:PutObject"],
-            "Resource": [format!("arn:aws:s3:::{bucket}/{key}/metadata/version-hint.text")],
-        }));
-        statements.push(json!({
-            "Sid": "VersionsCreateOnly",
-            "Effect": "Deny",
-            "Action": ["s3:PutObject"],
-            "Resource": [format!("arn:aws:s3:::{bucket}/{key}/metadata/v*.metadata.json")],
-            "Condition": {"Null": {"s3:if-none-match": "true"}},
+            "Resource": [
+                format!("arn:aws:s3:::{bucket}/{key}/metadata/version-hint.text"),
+                format!("arn:aws:s3:::{bucket}/{key}/metadata/*.metadata.json"),
+            ],
         }));
     }
     let policy = json!({ "Version": "2012-10-17", "Statement": statements });
@@ -108,7 +104,7 @@ mod tests {
     }
 
     #[test]
-    fn a_writer_puts_only_inside_its_table_never_deletes_and_versions_are_create_only() {
+    fn a_writer_puts_only_inside_its_table_never_deletes_and_never_writes_table_metadata() {
         let p = session_policy("b", "wh/fleet/dev_042/", Level::Write).unwrap();
         let allow_put: Vec<&Value> = statements(&p)
             .iter()
@@ -125,15 +121,28 @@ mod tests {
         }
         let text = p.to_string();
         assert!(!text.contains("Delete"), "no delete is ever granted");
-        let versions = statements(&p)
+        let deny = statements(&p)
             .iter()
-            .find(|s| s["Sid"] == "VersionsCreateOnly")
+            .find(|s| s["Sid"] == "NoTableMetadata")
             .unwrap();
-        assert_eq!(versions["Effect"], "Deny");
-        assert_eq!(versions["Condition"]["Null"]["s3:if-none-match"], "true");
-        assert!(statements(&p)
+        assert_eq!(deny["Effect"], "Deny");
+        assert!(
+            deny.get("Condition").is_none(),
+            "denied whatever the headers"
+        );
+        let denied: Vec<&str> = deny["Resource"]
+            .as_array()
+            .unwrap()
             .iter()
-            .any(|s| s["Sid"] == "NoHint" && s["Effect"] == "Deny"));
+            .map(|r| r.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            denied,
+            [
+                "arn:aws:s3:::b/wh/fleet/dev_042/metadata/version-hint.text",
+                "arn:aws:s3:::b/wh/fleet/dev_042/metadata/*.metadata.json"
+            ]
+        );
     }
 
     #[test]

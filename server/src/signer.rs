@@ -6,8 +6,10 @@
 //!   (never `.floe/`, never another bucket);
 //! - `GET`/`HEAD`: a table the caller may read;
 //! - `PUT`/`POST` (multipart): a table the caller may write; never a copy
-//!   (`x-amz-copy-source`), never the version hint, and a `metadata/v*.metadata.json` only
-//!   as a create-only put (`If-None-Match: *`, which is signed, so it cannot be dropped);
+//!   (`x-amz-copy-source`), and never table metadata (`*.metadata.json`, the version
+//!   hint): in the Hadoop layout a created version *is* a commit, so a client that could
+//!   create one would bypass the REST commit's checks. Clients commit through the catalog;
+//!   they write data files, manifests and manifest lists;
 //! - `DELETE`: admins only.
 //!
 //! The answer holds the headers to add (`Authorization`, `x-amz-date`,
@@ -110,15 +112,48 @@ impl Signer {
 
     /// The object key a request URI addresses in this signer's bucket (path-style or
     /// virtual-hosted), percent-decoded; None when it is another bucket or host.
+    ///
+    /// The host decides the bucket, as S3 does: with an S3-compatible endpoint, only
+    /// path-style requests to that endpoint; on AWS, `{bucket}.s3[.{region}].amazonaws.com`
+    /// (virtual-hosted) or `s3[.{region}].amazonaws.com/{bucket}/` (path-style). A path
+    /// that names this bucket on another bucket's host is not this bucket's.
     fn key_of(&self, uri: &url::Url) -> Option<String> {
+        if !matches!(uri.scheme(), "http" | "https") {
+            return None;
+        }
         let host = uri.host_str()?;
         let path = uri.path();
-        let raw = if host.starts_with(&format!("{}.", self.bucket)) {
-            path.strip_prefix('/')?.to_string()
-        } else {
-            path.strip_prefix(&format!("/{}/", self.bucket))?
-                .to_string()
-        };
+        let bucket_path = format!("/{}/", self.bucket);
+        let raw = match &self.endpoint {
+            Some(endpoint) => {
+                let endpoint = url::Url::parse(endpoint).ok()?;
+                if endpoint.host_str() != Some(host)
+                    || endpoint.port_or_known_default() != uri.port_or_known_default()
+                {
+                    return None;
+                }
+                path.strip_prefix(&bucket_path)?
+            }
+            None => {
+                let (b, r) = (&self.bucket, &self.region);
+                let virtual_hosts = [
+                    format!("{b}.s3.amazonaws.com"),
+                    format!("{b}.s3.{r}.amazonaws.com"),
+                ];
+                let path_hosts = [
+                    "s3.amazonaws.com".to_string(),
+                    format!("s3.{r}.amazonaws.com"),
+                ];
+                if virtual_hosts.iter().any(|h| h == host) {
+                    path.strip_prefix('/')?
+                } else if path_hosts.iter().any(|h| h == host) {
+                    path.strip_prefix(&bucket_path)?
+                } else {
+                    return None;
+                }
+            }
+        }
+        .to_string();
         let decoded = percent_encoding::percent_decode_str(&raw)
             .decode_utf8()
             .ok()?
@@ -209,16 +244,16 @@ impl Signer {
                 if *method == Method::POST && query.is_empty() {
                     return refuse(format!("POST without a multipart upload on {key}"));
                 }
-                if folder == "metadata" && rest == "version-hint.text" && !admin {
-                    return refuse("the version hint is the server's to write".to_string());
-                }
-                let is_version = folder == "metadata"
-                    && rest.starts_with('v')
-                    && rest.ends_with(".metadata.json")
-                    && !rest.contains('/');
-                if is_version && header("if-none-match").as_deref() != Some("*") && !admin {
+                // Metadata versions and the hint are the server's: in the Hadoop layout a
+                // created `v{N+1}` *is* a commit, and a client that could create one would
+                // bypass every check of the REST commit (requirements, confinement). Clients
+                // commit through `POST …/tables/{t}`; they write data files, manifests and
+                // manifest lists only.
+                let is_table_metadata = folder == "metadata"
+                    && (rest == "version-hint.text" || rest.ends_with(".metadata.json"));
+                if is_table_metadata && !admin {
                     return refuse(format!(
-                        "{key} is a metadata version: only a create-only put (If-None-Match: *) is signed"
+                        "{key} is table metadata: commits go through the catalog (POST …/tables/{{table}}), not through signed puts"
                     ));
                 }
             }
@@ -340,6 +375,10 @@ mod tests {
     use crate::grants::Grants;
 
     fn signer() -> Signer {
+        signer_at(Some("http://127.0.0.1:4566"))
+    }
+
+    fn signer_at(endpoint: Option<&str>) -> Signer {
         let wh = Warehouse::open("memory://signer-test").unwrap();
         let mut s = Signer::new(
             AwsCredential {
@@ -348,7 +387,7 @@ mod tests {
                 token: None,
             },
             "us-east-1".into(),
-            Some("http://127.0.0.1:4566".into()),
+            endpoint.map(str::to_string),
             &wh,
             "bucket",
         );
@@ -360,6 +399,7 @@ mod tests {
         Caller {
             name: "p".into(),
             grants: Grants::parse(grants).unwrap(),
+            incarnation: String::new(),
         }
     }
 
@@ -468,18 +508,23 @@ mod tests {
             &format!("{own}/metadata/version-hint.text"),
             &[]
         ));
-        assert!(!ok(
-            &dev,
-            Method::PUT,
-            &format!("{own}/metadata/v3.metadata.json"),
-            &[]
-        ));
-        assert!(ok(
-            &dev,
-            Method::PUT,
-            &format!("{own}/metadata/v3.metadata.json"),
-            &[("If-None-Match", "*")]
-        ));
+        // No metadata version, create-only or not, and no pointer-style metadata file: a
+        // created version would be a commit that bypasses the server's checks.
+        for (name, headers) in [
+            ("v3.metadata.json", vec![]),
+            ("v3.metadata.json", vec![("If-None-Match", "*")]),
+            ("00003-0f1e.metadata.json", vec![("If-None-Match", "*")]),
+        ] {
+            assert!(
+                !ok(
+                    &dev,
+                    Method::PUT,
+                    &format!("{own}/metadata/{name}"),
+                    &headers
+                ),
+                "{name} {headers:?}"
+            );
+        }
         assert!(!ok(
             &dev,
             Method::PUT,
@@ -505,20 +550,48 @@ mod tests {
     }
 
     #[test]
-    fn virtual_hosted_uris_are_understood() {
+    fn the_host_decides_the_bucket_as_s3_does() {
         let dev = caller(&["read:fleet.dev_042"]);
-        assert!(ok(
-            &dev,
-            Method::GET,
+        let aws = signer_at(None);
+        let allowed = |s: &Signer, uri: &str| {
+            s.authorize(
+                &dev,
+                &Method::GET,
+                &url::Url::parse(uri).unwrap(),
+                &BTreeMap::new(),
+            )
+            .is_ok()
+        };
+        for uri in [
             "https://bucket.s3.us-east-1.amazonaws.com/wh/fleet/dev_042/data/f.parquet",
-            &[]
-        ));
-        assert!(!ok(
-            &dev,
-            Method::GET,
+            "https://bucket.s3.amazonaws.com/wh/fleet/dev_042/data/f.parquet",
+            "https://s3.us-east-1.amazonaws.com/bucket/wh/fleet/dev_042/data/f.parquet",
+        ] {
+            assert!(allowed(&aws, uri), "{uri}");
+        }
+        for uri in [
+            // Another bucket's host, whatever the path says.
             "https://bucket2.s3.us-east-1.amazonaws.com/wh/fleet/dev_042/data/f.parquet",
-            &[]
+            "https://bucket2.s3.us-east-1.amazonaws.com/bucket/wh/fleet/dev_042/data/f.parquet",
+            "https://bucket.evil.example/wh/fleet/dev_042/data/f.parquet",
+            "https://evil.example/bucket/wh/fleet/dev_042/data/f.parquet",
+            "ftp://bucket.s3.amazonaws.com/wh/fleet/dev_042/data/f.parquet",
+        ] {
+            assert!(!allowed(&aws, uri), "{uri}");
+        }
+        // With an S3-compatible endpoint: path-style on that endpoint only.
+        let local = signer();
+        assert!(allowed(
+            &local,
+            &format!("{BASE}/fleet/dev_042/data/f.parquet")
         ));
+        for uri in [
+            "http://127.0.0.1:4567/bucket/wh/fleet/dev_042/data/f.parquet",
+            "http://localhost:4566/bucket/wh/fleet/dev_042/data/f.parquet",
+            "https://bucket.s3.us-east-1.amazonaws.com/wh/fleet/dev_042/data/f.parquet",
+        ] {
+            assert!(!allowed(&local, uri), "{uri}");
+        }
     }
 
     #[test]

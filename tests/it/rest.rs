@@ -598,6 +598,25 @@ async fn hostile_requests_get_a_clear_4xx_and_change_nothing() {
     .await;
     assert_eq!(s, 401, "{m}");
     assert!(m.contains("revoked"), "{m}");
+    // The same name added again is a new principal: the old token stays dead.
+    store
+        .add("dev_2", &["write:fleet.dev_2".into()])
+        .await
+        .unwrap();
+    let r = http
+        .req(
+            Method::GET,
+            "/v1/namespaces/fleet/tables/dev_2",
+            &dev_2_token,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        401,
+        "a revoked principal's token came back to life"
+    );
     tokio::time::sleep(Duration::from_millis(3100)).await;
     let (s, m) = error_of(
         http.req(Method::GET, "/v1/config", &token)
