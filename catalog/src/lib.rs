@@ -21,6 +21,7 @@ pub mod error;
 pub mod iceberg_catalog;
 pub mod namespace;
 pub mod rest;
+pub mod rest_api;
 pub mod rest_store;
 pub mod sql;
 pub mod sql_backend;

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use floe_table_format::Warehouse;
 
 use crate::error::{Error, Result};
-use crate::rest::RestApi;
+use crate::rest_api::RestApi;
 
 /// The warehouse at `url` (`s3://bucket/prefix`) reached through the server's signer, with
 /// the endpoint and region of the server's `/v1/config`.

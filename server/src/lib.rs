@@ -95,6 +95,9 @@ pub struct App {
     pub public_url: String,
     /// How long an idempotency key lives.
     pub idempotency_lifetime: Duration,
+    /// The commit driver's retry limits: it gives up (409, or 500 for an unknown outcome)
+    /// within half the request timeout, so a commit is never cut by the timeout's 408.
+    pub commit_policy: floe_table_format::RetryPolicy,
 }
 
 /// The router over `app`.
@@ -171,6 +174,11 @@ pub fn app(catalog: Catalog, config: &ServerConfig, public_url: String) -> Resul
         signer,
         public_url: public_url.trim_end_matches('/').to_string(),
         idempotency_lifetime: config.idempotency_lifetime,
+        commit_policy: floe_table_format::RetryPolicy {
+            max_elapsed: (config.request_timeout / 2)
+                .min(floe_table_format::RetryPolicy::default().max_elapsed),
+            ..floe_table_format::RetryPolicy::default()
+        },
         catalog,
     }))
 }

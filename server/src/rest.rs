@@ -25,7 +25,7 @@ use floe_catalog::{NamespaceDoc, NamespaceUpdate};
 use floe_table_format::external::ApplyUpdates;
 use floe_table_format::iceberg::spec::{Schema, SortOrder, UnboundPartitionSpec};
 use floe_table_format::iceberg::{TableRequirement, TableUpdate};
-use floe_table_format::{Namespace, RetryPolicy, Table, TableDefinition, TableIdent};
+use floe_table_format::{Namespace, Table, TableDefinition, TableIdent};
 
 use crate::auth::Caller;
 use crate::error::{Error, Result};
@@ -690,7 +690,7 @@ pub async fn commit_table(
         let mut action = ApplyUpdates::new(req.requirements, req.updates);
         let commit_id = key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         table
-            .commit(&commit_id, &RetryPolicy::default(), &mut action)
+            .commit(&commit_id, &app.commit_policy, &mut action)
             .await?;
         let metadata = serde_json::to_value(table.metadata().as_ref())
             .map_err(|e| Error::Internal(format!("cannot serialize metadata: {e}")))?;

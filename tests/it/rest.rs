@@ -360,7 +360,12 @@ struct Http {
 impl Http {
     fn new(url: &str) -> Http {
         Http {
-            client: reqwest::Client::new(),
+            // No pooled connections: the server answers an oversize body with 413 before
+            // reading it and closes that connection, which a pooled client would reuse.
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
             url: url.to_string(),
         }
     }
