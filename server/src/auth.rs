@@ -185,6 +185,24 @@ impl FromRequestParts<std::sync::Arc<App>> for Caller {
         parts: &mut Parts,
         app: &std::sync::Arc<App>,
     ) -> Result<Self, Self::Rejection> {
+        let result = authenticate(parts, app).await;
+        if let Err(e) = &result {
+            // Refused before any handler runs: logged here, as every request is.
+            tracing::info!(
+                principal = "",
+                endpoint = %parts.uri.path(),
+                status = e.status().0.as_u16(),
+                reason = %e,
+                "refused"
+            );
+        }
+        result
+    }
+}
+
+/// The caller a request's `Authorization` header names.
+async fn authenticate(parts: &mut Parts, app: &std::sync::Arc<App>) -> Result<Caller> {
+    {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)

@@ -357,7 +357,7 @@ pub async fn sign(
             .map_err(|_| Error::BadRequest(format!("invalid method '{}'", req.method)))?;
         signer.authorize(&caller, &method, &uri, &req.headers)?;
         let headers = signer.sign(method.clone(), &uri, &req.headers)?;
-        tracing::debug!(principal = %caller.name, %method, uri = %uri, "signed");
+        tracing::info!(principal = %caller.name, endpoint = "sign", %method, uri = %uri, "signed");
         Ok(Json(json!({ "uri": req.uri, "headers": headers })).into_response())
     })();
     match result {
