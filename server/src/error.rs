@@ -124,6 +124,7 @@ impl From<TableError> for Error {
             | TableError::Input { .. }
             | TableError::CorruptMetadata { .. } => Error::BadRequest(msg),
             TableError::RequirementFailed { .. }
+            | TableError::TableReplaced { .. }
             | TableError::CommitConflict { .. }
             | TableError::FilesChanged { .. } => Error::CommitFailed(msg),
             TableError::CommitUnknown { .. } => Error::CommitStateUnknown(msg),

@@ -31,6 +31,13 @@ use crate::metadata::{self, find_commit, is_location_property, validate_commit_i
 use crate::table::Table;
 use crate::version::{self, Version};
 
+/// A claim on a base last seen longer ago than this confirms the base first (one read of
+/// the base version in the Hadoop layout), so that a writer that idled across a drop and
+/// a recreate of its table cannot claim a version of the new table. A writer committing
+/// back to back (each base its own last win) pays nothing; one that commits once a
+/// minute pays one GET per commit. See spec/commit-protocol.md, "A recreated table".
+pub const CONFIRM_BASE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// One change to a table, run by [`Table::commit`].
 ///
 /// Contract: [`Action::apply`] builds the next metadata on the table's loaded head (it may
@@ -198,6 +205,10 @@ impl Table {
                 location: &location,
                 body: &body,
             };
+            if self.confirmed_at.elapsed() >= CONFIRM_BASE_AFTER {
+                self.head.confirm_base(&claim).await?;
+                self.confirmed_at = Instant::now();
+            }
             let outcome = self.head.claim(&claim).await?;
             if outcome == commit::PutOutcome::Unknown {
                 *ambiguous_version = Some(target.0);

@@ -107,6 +107,15 @@ pub enum Error {
         /// The folder it had to be under.
         folder: String,
     },
+    /// The table was dropped (and perhaps recreated) since this writer loaded it: its base
+    /// version is gone or belongs to another table. Not retryable: reload the table.
+    #[error("commit to {table} refused: the table was dropped (and perhaps recreated) since this writer loaded it ({location} is gone or belongs to another table); reload it and commit again; nothing was committed")]
+    TableReplaced {
+        /// The table.
+        table: String,
+        /// The base version object that was checked.
+        location: String,
+    },
     /// A requirement of a change built by another engine does not hold on the head.
     #[error("commit to {table} refused: {reason}; nothing was committed")]
     RequirementFailed {

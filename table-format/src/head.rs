@@ -76,6 +76,14 @@ pub trait HeadStore: Send + Sync + fmt::Debug {
     /// Best-effort bookkeeping once `head` was won (the Hadoop hint); never fails a commit.
     async fn after_win(&self, head: &Head);
 
+    /// Before a claim on a base this writer has not seen for a while: is the base still
+    /// this table's? [`Error::TableReplaced`] when it is gone or belongs to another table
+    /// (a drop and a recreate in between). Layouts whose claim already compares the base
+    /// (a pointer swap, a REST requirement on the uuid) need not check.
+    async fn confirm_base(&self, _claim: &Claim<'_>) -> Result<()> {
+        Ok(())
+    }
+
     /// After a won claim of `location`: the head and metadata the store made current, when
     /// they are not the claimed ones (a REST catalog writes its own metadata file from the
     /// changes it was sent). `None`, the default: exactly what was claimed.
@@ -193,6 +201,39 @@ impl HeadStore for HadoopHead {
     async fn after_win(&self, head: &Head) {
         if let Err(e) = version::write_hint(&self.warehouse, &self.location, head.version).await {
             tracing::warn!(error = %e, "could not write the version hint");
+        }
+    }
+
+    /// A create-only claim of `v{N+1}` cannot tell a recreated table's folder from the one
+    /// it built on: read `v{N}` back and compare its table uuid. A tombstone there is this
+    /// or a later history moving on (a tombstone is written only below a won version, so
+    /// `v{N+1}` exists and the claim will lose and refresh, which compares the uuid).
+    async fn confirm_base(&self, claim: &Claim<'_>) -> Result<()> {
+        let location = &claim.base.metadata_location;
+        let replaced = || Error::TableReplaced {
+            table: self.location.clone(),
+            location: location.clone(),
+        };
+        let path = self.warehouse.object_path(location)?;
+        let bytes = match self.warehouse.store().get(&path).await {
+            Ok(r) => r.bytes().await.map_err(|source| Error::Read {
+                location: location.clone(),
+                source,
+            })?,
+            Err(object_store::Error::NotFound { .. }) => return Err(replaced()),
+            Err(source) => {
+                return Err(Error::Read {
+                    location: location.clone(),
+                    source,
+                })
+            }
+        };
+        if version::is_tombstone(&bytes) {
+            return Ok(());
+        }
+        match crate::metadata::parse(&bytes, location) {
+            Ok(m) if m.uuid() == claim.base_metadata.uuid() => Ok(()),
+            _ => Err(replaced()),
         }
     }
 }

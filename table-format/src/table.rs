@@ -56,6 +56,9 @@ pub struct Table {
     /// The manifest list this handle last committed (snapshot id, its manifests with their
     /// sequence numbers as written), so the next append on top of it needs no GET.
     pub(crate) list_cache: Option<(i64, Arc<Vec<ManifestFile>>)>,
+    /// When the head was last seen to be this table's (loaded, refreshed or won): a claim
+    /// on an older base confirms it first ([`HeadStore::confirm_base`]).
+    pub(crate) confirmed_at: std::time::Instant,
 }
 
 impl Deref for Table {
@@ -332,6 +335,7 @@ impl Table {
             head,
             version,
             list_cache: None,
+            confirmed_at: std::time::Instant::now(),
         }
     }
 
@@ -545,6 +549,7 @@ impl Table {
 
     /// Make `head` (with its `metadata`) this handle's head.
     pub(crate) fn adopt(&mut self, head: Head, metadata: TableMetadata) {
+        self.confirmed_at = std::time::Instant::now();
         self.version = head.version;
         self.view.metadata_location = head.metadata_location;
         self.view.metadata = Arc::new(metadata);
@@ -561,6 +566,7 @@ impl Table {
                 location: "the catalog".into(),
             })?;
         if head.metadata_location == self.metadata_location {
+            self.confirmed_at = std::time::Instant::now();
             return Ok(());
         }
         let metadata =

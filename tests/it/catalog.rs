@@ -547,3 +547,56 @@ async fn an_sql_catalog_purge_never_takes_another_live_tables_files() {
         );
     }
 }
+
+/// Issue 15, class 8: a writer that still holds a head of a table that was dropped and
+/// recreated must not win a version of the new table and be acknowledged. The new table's
+/// head may be below the stale base (the stale claim would be invisible behind a gap, and
+/// every later writer of the new table would fail on it) or at it (the stale claim would
+/// extend the new history with the old table's uuid and deleted files).
+#[tokio::test]
+async fn a_stale_writer_cannot_fork_a_recreated_table() {
+    for (backend, wh) in all_warehouses() {
+        let catalog = Catalog::new(wh.clone());
+        let ident = TableIdent::parse("fleet.dev_1").unwrap();
+        for new_appends in [0usize, 2] {
+            let mut stale = catalog
+                .create_table(&ident, iot_definition())
+                .await
+                .unwrap();
+            append_rows(&mut stale, 5).await;
+            append_rows(&mut stale, 5).await;
+            // The idle writer's base ages past any freshness window before the drop.
+            tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+            catalog.drop_table(&ident, true).await.unwrap();
+            let mut new = catalog
+                .create_table(&ident, iot_definition())
+                .await
+                .unwrap();
+            for _ in 0..new_appends {
+                append_rows(&mut new, 1).await;
+            }
+            let outcome = append_batch(
+                &mut stale,
+                |s| rows(s, "stale", DAY0_US, 3, 0.0),
+                CommitOptions::default(),
+            )
+            .await;
+            let e = outcome.expect_err(&format!(
+                "{backend}, new table at v{}: a stale writer's append was acknowledged on the recreated table",
+                1 + new_appends
+            ));
+            assert!(
+                e.to_string().contains("dropped"),
+                "{backend}: the error should say the table was dropped: {e}"
+            );
+            let fresh = catalog.load_table(&ident).await.unwrap();
+            assert_eq!(fresh.metadata().uuid(), new.metadata().uuid(), "{backend}");
+            assert_eq!(fresh.version().0, 1 + new_appends as u64, "{backend}");
+            assert_eq!(scan(&fresh).await.0, new_appends, "{backend}");
+            // The new table's own writers are not disturbed.
+            append_rows(&mut new, 1).await;
+            assert_eq!(scan(&new).await.0, new_appends + 1, "{backend}");
+            catalog.drop_table(&ident, true).await.unwrap();
+        }
+    }
+}
