@@ -596,6 +596,11 @@ async fn check(catalog: &Catalog, name: &str, json: bool) -> Result<()> {
             .iter()
             .map(|p| json!({"object": p.object, "problem": p.message}))
             .collect();
+        let notes: Vec<_> = report
+            .notes
+            .iter()
+            .map(|p| json!({"object": p.object, "note": p.message}))
+            .collect();
         println!(
             "{}",
             json!({
@@ -605,11 +610,15 @@ async fn check(catalog: &Catalog, name: &str, json: bool) -> Result<()> {
                 "data_files": report.data_files,
                 "rows": report.rows,
                 "problems": problems,
+                "notes": notes,
             })
         );
     } else {
         for p in &report.problems {
             println!("{p}");
+        }
+        for n in &report.notes {
+            println!("note: {n}");
         }
     }
     if report.problems.is_empty() {

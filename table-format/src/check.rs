@@ -48,6 +48,9 @@ pub struct CheckReport {
     pub rows: u64,
     /// Problems, in the order found.
     pub problems: Vec<Problem>,
+    /// Findings that are not problems of the table (torn versions that a crash left, which
+    /// readers and writers skip), in the order found.
+    pub notes: Vec<Problem>,
 }
 
 impl CheckReport {
@@ -128,6 +131,13 @@ pub async fn check_table(warehouse: &Warehouse, ident: &TableIdent) -> Result<Ch
             }
             continue;
         }
+        if bytes.is_empty() && v.0 > 1 {
+            report.notes.push(Problem {
+                object: loc,
+                message: "torn: an empty version a crash left before its claim was acknowledged; readers and writers skip it and its name stays taken".into(),
+            });
+            continue;
+        }
         match serde_json::from_slice::<TableMetadata>(&bytes) {
             Err(e) => report.problem(&loc, format!("not valid Iceberg table metadata: {e}")),
             Ok(m) => {
@@ -152,9 +162,9 @@ pub async fn check_table(warehouse: &Warehouse, ident: &TableIdent) -> Result<Ch
                     ),
                     Some(_) => {}
                 }
-                if *v == last {
-                    head = Some(m);
-                }
+                // The newest intact version is the head's metadata (a torn version
+                // above it is skipped, as readers do).
+                head = Some(m);
             }
         }
     }

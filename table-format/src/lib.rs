@@ -30,6 +30,7 @@ pub mod check;
 pub mod commit;
 pub mod diff;
 pub mod driver;
+pub mod durable;
 pub mod error;
 pub mod external;
 pub mod head;

@@ -39,6 +39,17 @@ pub(crate) fn now_ms() -> i64 {
 
 /// Read and parse one metadata object; None when it does not exist.
 pub(crate) async fn read(warehouse: &Warehouse, location: &str) -> Result<Option<TableMetadata>> {
+    match read_bytes(warehouse, location).await? {
+        Some(bytes) => parse(&bytes, location).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// One metadata object's bytes; None when it does not exist.
+pub(crate) async fn read_bytes(
+    warehouse: &Warehouse,
+    location: &str,
+) -> Result<Option<bytes::Bytes>> {
     let path = warehouse.object_path(location)?;
     let bytes = match warehouse.store().get(&path).await {
         Ok(r) => r.bytes().await.map_err(|source| Error::Read {
@@ -53,7 +64,7 @@ pub(crate) async fn read(warehouse: &Warehouse, location: &str) -> Result<Option
             })
         }
     };
-    parse(&bytes, location).map(Some)
+    Ok(Some(bytes))
 }
 
 /// Parse a metadata object's bytes.

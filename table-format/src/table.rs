@@ -69,20 +69,38 @@ impl Deref for Table {
 }
 
 /// Read the metadata `head` names, checking it belongs to the table at `table_location`.
+///
+/// In the version sequence, an empty version object is a torn claim: a crash (a power cut
+/// on a local disk) after its name was created and before its bytes were synced. It was
+/// never acknowledged (a commit is acknowledged only once its version object is durable),
+/// so the head's metadata is the newest intact version below it, while the head's
+/// version stays the torn one: the next claim goes above it and the name is never reused.
+/// The returned head names the metadata actually read.
 async fn read_head(
     warehouse: &Warehouse,
     table_location: &str,
     head: &Head,
     layout: &str,
-) -> Result<TableMetadata> {
-    let location = &head.metadata_location;
-    let metadata =
-        metadata::read(warehouse, location)
+) -> Result<(Head, TableMetadata)> {
+    let sequence =
+        head.metadata_location == version::metadata_location(table_location, head.version);
+    let mut location = head.metadata_location.clone();
+    let mut v = head.version;
+    let metadata = loop {
+        let bytes = metadata::read_bytes(warehouse, &location)
             .await?
             .ok_or_else(|| Error::CorruptMetadata {
                 location: location.clone(),
                 reason: format!("the head named by the {layout} does not exist (it disappeared while it was being loaded, or the record is stale)"),
             })?;
+        if bytes.is_empty() && sequence && v.0 > 1 {
+            tracing::warn!(object = %location, "torn (empty) version: a claim a crash cut short, never acknowledged; reading the version below it");
+            v = Version(v.0 - 1);
+            location = version::metadata_location(table_location, v);
+            continue;
+        }
+        break metadata::parse(&bytes, &location)?;
+    };
     if !metadata::is_at(warehouse, &metadata, table_location) {
         return Err(Error::CorruptMetadata {
             location: location.clone(),
@@ -93,7 +111,11 @@ async fn read_head(
             ),
         });
     }
-    Ok(metadata)
+    let read = Head {
+        version: head.version,
+        metadata_location: location,
+    };
+    Ok((read, metadata))
 }
 
 /// Refuse to create `ident` unless its folder is free: no versions, no ancestor that is a
@@ -408,7 +430,7 @@ impl Table {
                 table: ident.to_string(),
                 location: format!("{location}/metadata"),
             })?;
-        let metadata = read_head(warehouse, &location, &head, store.layout()).await?;
+        let (head, metadata) = read_head(warehouse, &location, &head, store.layout()).await?;
         Ok(Table::assemble(
             warehouse,
             ident,
@@ -569,7 +591,7 @@ impl Table {
             self.confirmed_at = std::time::Instant::now();
             return Ok(());
         }
-        let metadata =
+        let (head, metadata) =
             read_head(&self.warehouse, &self.location, &head, self.head.layout()).await?;
         if metadata.uuid() != self.metadata.uuid() {
             return Err(Error::CorruptMetadata {

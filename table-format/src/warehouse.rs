@@ -17,7 +17,6 @@ use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
 use object_store::aws::AmazonS3Builder;
-use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ClientOptions, ObjectStore, RetryConfig};
@@ -271,7 +270,8 @@ fn check_segments(prefix: &str) -> std::result::Result<(), String> {
 
 fn build_store(spec: &StoreSpec, url: &str) -> Result<Arc<dyn ObjectStore>> {
     match spec {
-        StoreSpec::Local => Ok(Arc::new(LocalFileSystem::new())),
+        // Durable: a local write is synced (data and folder entries) before it returns.
+        StoreSpec::Local => Ok(crate::durable::local_store()),
         StoreSpec::Memory => Ok(MEMORY_STORE.clone()),
         StoreSpec::S3 { bucket } => {
             let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
