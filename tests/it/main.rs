@@ -12,6 +12,7 @@ mod hostile;
 mod interleavings;
 mod interop;
 mod layout;
+mod lossy;
 mod maintenance;
 mod operation_faults;
 mod operation_interleavings;
