@@ -190,9 +190,12 @@ impl Table {
         }
         loop {
             let target = self.version.next();
-            let Some(applied) = action.apply(self, state.attempts).await? else {
+            let Some(mut applied) = action.apply(self, state.attempts).await? else {
                 return Ok(self.committed(state.attempts, true));
             };
+            // Whatever expired snapshots (expiry, the commit path's cap, another engine's
+            // removal), their commit ids stay recognisable (metadata::EXPIRED_COMMITS_KEY).
+            applied.metadata = metadata::record_expired_commits(&self.metadata, applied.metadata)?;
             self.confine(&applied.metadata)?;
             let location = self.head.next_location(target);
             let base = self.head_now();

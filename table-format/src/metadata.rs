@@ -131,7 +131,25 @@ pub(crate) fn validate_commit_id(id: &str) -> Result<()> {
     Ok(())
 }
 
-/// The snapshot of `metadata` whose summary carries `commit_id`.
+/// The table property that keeps the commit ids of the newest expired snapshots, so that
+/// a rerun of a commit is recognised after its snapshot expired: a JSON array of
+/// `[commit id, snapshot id]`, oldest first.
+pub const EXPIRED_COMMITS_KEY: &str = "floe.expired-commits";
+
+/// How many expired commits the ledger keeps (about 5 KiB of metadata).
+pub const EXPIRED_COMMITS_KEPT: usize = 100;
+
+/// The ledger of expired commits; an unreadable one (a hostile property) counts as empty.
+fn expired_commits(metadata: &TableMetadata) -> Vec<(String, i64)> {
+    metadata
+        .properties()
+        .get(EXPIRED_COMMITS_KEY)
+        .and_then(|v| serde_json::from_str(v).ok())
+        .unwrap_or_default()
+}
+
+/// The snapshot that carries `commit_id`: a live snapshot whose summary names it, or an
+/// expired one the ledger remembers.
 pub fn find_commit(metadata: &TableMetadata, commit_id: &str) -> Option<i64> {
     metadata
         .snapshots()
@@ -142,4 +160,45 @@ pub fn find_commit(metadata: &TableMetadata, commit_id: &str) -> Option<i64> {
                 .is_some_and(|c| c == commit_id)
         })
         .map(|s| s.snapshot_id())
+        .or_else(|| {
+            expired_commits(metadata)
+                .into_iter()
+                .rev()
+                .find(|(c, _)| c == commit_id)
+                .map(|(_, s)| s)
+        })
+}
+
+/// `next` with the commit ids of the snapshots it expires from `base` added to the ledger
+/// (the newest [`EXPIRED_COMMITS_KEPT`] kept); `next` itself when it expires none.
+pub(crate) fn record_expired_commits(
+    base: &TableMetadata,
+    next: TableMetadata,
+) -> Result<TableMetadata> {
+    let mut expired: Vec<(i64, String, i64)> = base
+        .snapshots()
+        .filter(|s| next.snapshot_by_id(s.snapshot_id()).is_none())
+        .filter_map(|s| {
+            s.summary()
+                .additional_properties
+                .get(COMMIT_ID_KEY)
+                .map(|c| (s.sequence_number(), c.clone(), s.snapshot_id()))
+        })
+        .collect();
+    if expired.is_empty() {
+        return Ok(next);
+    }
+    expired.sort();
+    let mut ledger = expired_commits(&next);
+    ledger.extend(expired.into_iter().map(|(_, c, s)| (c, s)));
+    let keep_from = ledger.len().saturating_sub(EXPIRED_COMMITS_KEPT);
+    let ledger = &ledger[keep_from..];
+    let invalid = |e: serde_json::Error| Error::CorruptMetadata {
+        location: next.location().to_string(),
+        reason: format!("cannot record expired commits: {e}"),
+    };
+    let mut json = serde_json::to_value(&next).map_err(invalid)?;
+    json["properties"][EXPIRED_COMMITS_KEY] =
+        serde_json::Value::String(serde_json::to_string(ledger).map_err(invalid)?);
+    serde_json::from_value(json).map_err(invalid)
 }

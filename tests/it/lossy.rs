@@ -171,55 +171,48 @@ fn appends_compaction_and_expiry_through_a_lossy_link_stay_exact() {
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let writing = Arc::new(AtomicBool::new(true));
     let started = Instant::now();
-    let maintenance = {
+    // Expiry and compaction, each in its own loop (a compaction can run long).
+    let maintenance: Vec<_> = [
+        // Aggressive: a rerun must find its commit id in the ledger of expired commits when
+        // its snapshot is already gone.
+        vec![
+            "expire",
+            "fleet.lossy",
+            "--older-than",
+            "1s",
+            "--retain-last",
+            "1",
+        ],
+        vec!["compact", "fleet.lossy", "--target-mib", "1"],
+    ]
+    .into_iter()
+    .map(|args| {
         let (wh, endpoint, writing) = (wh.clone(), endpoint.clone(), Arc::clone(&writing));
         std::thread::spawn(move || {
             // (verb, ok, failed, slowest seconds, first failure)
-            let mut runs: Vec<(&str, u64, u64, f64, String)> = Vec::new();
+            let mut run = (args[0], 0u64, 0u64, 0f64, String::new());
             while writing.load(Ordering::Relaxed) {
-                for args in [
-                    // Keep enough snapshots that a rerun of an unknown append still finds
-                    // its commit id (idempotency beyond expiry is issue 15, class 4).
-                    vec![
-                        "expire",
-                        "fleet.lossy",
-                        "--older-than",
-                        "1s",
-                        "--retain-last",
-                        "50",
-                    ],
-                    vec!["compact", "fleet.lossy", "--target-mib", "1"],
-                ] {
-                    let t0 = Instant::now();
-                    let out = floe_via(&endpoint, &wh, &args);
-                    let secs = t0.elapsed().as_secs_f64();
-                    let i = match runs.iter().position(|r| r.0 == args[0]) {
-                        Some(i) => i,
-                        None => {
-                            runs.push((args[0], 0, 0, 0.0, String::new()));
-                            runs.len() - 1
-                        }
-                    };
-                    let r = &mut runs[i];
-                    r.3 = r.3.max(secs);
-                    if out.status.success() {
-                        r.1 += 1;
-                    } else {
-                        r.2 += 1;
-                        if r.4.is_empty() {
-                            r.4 = String::from_utf8_lossy(&out.stderr)
-                                .lines()
-                                .next()
-                                .unwrap_or_default()
-                                .to_string();
-                        }
+                let t0 = Instant::now();
+                let out = floe_via(&endpoint, &wh, &args);
+                run.3 = run.3.max(t0.elapsed().as_secs_f64());
+                if out.status.success() {
+                    run.1 += 1;
+                } else {
+                    run.2 += 1;
+                    if run.4.is_empty() {
+                        run.4 = String::from_utf8_lossy(&out.stderr)
+                            .lines()
+                            .next()
+                            .unwrap_or_default()
+                            .to_string();
                     }
                 }
                 std::thread::sleep(Duration::from_millis(500));
             }
-            runs
+            run
         })
-    };
+    })
+    .collect();
     let threads: Vec<_> = (0..writers)
         .map(|w| {
             let (wh, endpoint, dir) = (wh.clone(), endpoint.clone(), dir.clone());
@@ -272,9 +265,8 @@ fn appends_compaction_and_expiry_through_a_lossy_link_stay_exact() {
     }
     writing.store(false, Ordering::Relaxed);
     let maintenance: Vec<String> = maintenance
-        .join()
-        .unwrap()
         .into_iter()
+        .map(|t| t.join().unwrap())
         .map(|(verb, ok, failed, slowest, why)| {
             format!(
                 "{verb} ok {ok}, failed {failed} (slowest {slowest:.0} s){}",

@@ -532,3 +532,84 @@ async fn vacuum_reclaims_files_only_deleted_entries_still_name() {
         }
     }
 }
+
+/// Issue 15, class 4: a commit id is recognised on a rerun even after its snapshot was
+/// expired, by `floe expire` (or its library call) and by the commit path's own cap
+/// (`floe.history.max-snapshots`). A rerun must neither commit the rows again nor fail.
+#[tokio::test]
+async fn a_commit_id_is_recognised_after_its_snapshot_expired() {
+    for (backend, wh) in all_warehouses() {
+        let mut def = iot_definition();
+        def.properties
+            .insert("floe.history.max-snapshots".into(), "3".into());
+        let ident = TableIdent::parse("fleet.ledger").unwrap();
+        let mut t = Table::create(&wh, &ident, def).await.unwrap();
+        let append = |id: &str| CommitOptions {
+            commit_id: id.to_string(),
+            ..CommitOptions::default()
+        };
+        // "first" is expired by the cap after three more appends.
+        append_batch(
+            &mut t,
+            |s| rows(s, "first", DAY0_US, 2, 0.0),
+            append("first"),
+        )
+        .await
+        .unwrap();
+        // The cap (3, with 10% slack, at least 1) trims back to 3 once 5 are kept.
+        for i in 0..4 {
+            append_rows(&mut t, 1 + i).await;
+        }
+        let has = |t: &Table, id: &str| {
+            t.metadata().snapshots().any(|s| {
+                s.summary()
+                    .additional_properties
+                    .get(floe_table_format::COMMIT_ID_KEY)
+                    == Some(&id.to_string())
+            })
+        };
+        assert!(
+            !has(&t, "first"),
+            "{backend}: the cap expired the first snapshot"
+        );
+        // "second" is expired by an explicit expiry.
+        append_batch(
+            &mut t,
+            |s| rows(s, "second", DAY0_US, 2, 0.0),
+            append("second"),
+        )
+        .await
+        .unwrap();
+        append_rows(&mut t, 1).await;
+        floe_table_format::vacuum::expire(&mut t, std::time::Duration::ZERO, 1)
+            .await
+            .unwrap();
+        assert_eq!(t.metadata().snapshots().count(), 1, "{backend}");
+        assert!(
+            !has(&t, "second"),
+            "{backend}: expiry removed the second snapshot"
+        );
+        let (rows_before, _) = scan(&t).await;
+        let version_before = t.version();
+        for id in ["first", "second"] {
+            let mut fresh = Table::load(&wh, &ident).await.unwrap();
+            let report = append_batch(&mut fresh, |s| rows(s, id, DAY0_US, 2, 0.0), append(id))
+                .await
+                .unwrap();
+            assert!(
+                report.already_committed,
+                "{backend}: the rerun of {id} after its snapshot expired committed again"
+            );
+            assert_eq!(
+                scan(&fresh).await.0,
+                rows_before,
+                "{backend}: rows unchanged"
+            );
+            assert_eq!(
+                fresh.version(),
+                version_before,
+                "{backend}: nothing written"
+            );
+        }
+    }
+}
