@@ -65,6 +65,12 @@ impl CheckReport {
 async fn read_object(warehouse: &Warehouse, location: &str) -> Result<Option<bytes::Bytes>> {
     let path = warehouse.object_path(location)?;
     match warehouse.store().get(&path).await {
+        Ok(r) if r.meta.size > crate::metadata::MAX_METADATA_BYTES => Err(Error::TooLarge {
+            location: location.to_string(),
+            what: "table metadata object".into(),
+            size: r.meta.size,
+            limit: crate::metadata::MAX_METADATA_BYTES,
+        }),
         Ok(r) => r.bytes().await.map(Some).map_err(|source| Error::Read {
             location: location.to_string(),
             source,
@@ -121,9 +127,17 @@ pub async fn check_table(warehouse: &Warehouse, ident: &TableIdent) -> Result<Ch
     let mut uuid = None;
     for v in &versions {
         let loc = version::metadata_location(&location, *v);
-        let Some(bytes) = read_object(warehouse, &loc).await? else {
-            report.problem(&loc, "listed but unreadable (deleted while checking?)");
-            continue;
+        let bytes = match read_object(warehouse, &loc).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                report.problem(&loc, "listed but unreadable (deleted while checking?)");
+                continue;
+            }
+            Err(e @ Error::TooLarge { .. }) => {
+                report.problem(&loc, e.to_string());
+                continue;
+            }
+            Err(e) => return Err(e),
         };
         if version::is_tombstone(&bytes) {
             if *v == last {

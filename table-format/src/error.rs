@@ -107,6 +107,19 @@ pub enum Error {
         /// The folder it had to be under.
         folder: String,
     },
+    /// An object is larger than Floe reads whole (a hostile or foreign object); nothing of
+    /// it was buffered.
+    #[error("{location} is {size} bytes, over the {limit} bytes Floe reads of a {what}; refusing to load it")]
+    TooLarge {
+        /// The object.
+        location: String,
+        /// What it should be (table metadata, manifest, …).
+        what: String,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// The table was dropped (and perhaps recreated) since this writer loaded it: its base
     /// version is gone or belongs to another table. Not retryable: reload the table.
     #[error("commit to {table} refused: the table was dropped (and perhaps recreated) since this writer loaded it ({location} is gone or belongs to another table); reload it and commit again; nothing was committed")]

@@ -45,13 +45,26 @@ pub(crate) async fn read(warehouse: &Warehouse, location: &str) -> Result<Option
     }
 }
 
-/// One metadata object's bytes; None when it does not exist.
+/// The largest table metadata object read (a table with Floe's default cap of 100
+/// snapshots has well under 1 MiB; a registered foreign table with a long history a few).
+pub const MAX_METADATA_BYTES: u64 = 32 << 20;
+
+/// One metadata object's bytes; None when it does not exist. An object over
+/// [`MAX_METADATA_BYTES`] is refused before its body is read.
 pub(crate) async fn read_bytes(
     warehouse: &Warehouse,
     location: &str,
 ) -> Result<Option<bytes::Bytes>> {
     let path = warehouse.object_path(location)?;
     let bytes = match warehouse.store().get(&path).await {
+        Ok(r) if r.meta.size > MAX_METADATA_BYTES => {
+            return Err(Error::TooLarge {
+                location: location.to_string(),
+                what: "table metadata object".into(),
+                size: r.meta.size,
+                limit: MAX_METADATA_BYTES,
+            })
+        }
         Ok(r) => r.bytes().await.map_err(|source| Error::Read {
             location: location.to_string(),
             source,

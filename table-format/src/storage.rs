@@ -72,6 +72,9 @@ impl From<ObjectStoreStorage> for StorageSpec {
     }
 }
 
+/// The largest object read whole through [`FileIO`] (manifests target 8 MiB).
+pub const MAX_WHOLE_READ_BYTES: u64 = 64 << 20;
+
 /// The factory iceberg asks for when it builds a [`FileIO`]; it hands out the same store.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ObjectStoreStorageFactory {
@@ -206,12 +209,25 @@ impl Storage for ObjectStoreStorage {
         Ok(FileMetadata { size: meta.size })
     }
 
+    /// A whole-object read (iceberg reads manifests, manifest lists and metadata this way;
+    /// data files through `reader`, by ranges). An object over [`MAX_WHOLE_READ_BYTES`] is
+    /// refused before its body is read, so a hostile object cannot exhaust a gateway's
+    /// memory.
     async fn read(&self, path: &str) -> iceberg::Result<Bytes> {
         let result = self
             .store()
             .get(&self.path(path)?)
             .await
             .map_err(|e| to_iceberg("read", path, e))?;
+        if result.meta.size > MAX_WHOLE_READ_BYTES {
+            return Err(iceberg::Error::new(
+                iceberg::ErrorKind::DataInvalid,
+                format!(
+                    "read {path}: {} bytes, over the {MAX_WHOLE_READ_BYTES} bytes Floe reads of a manifest or manifest list; refusing to load it",
+                    result.meta.size
+                ),
+            ));
+        }
         result
             .bytes()
             .await

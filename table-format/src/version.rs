@@ -97,6 +97,8 @@ pub async fn read_hint(warehouse: &Warehouse, table_location: &str) -> Result<Op
     let location = hint_location(table_location);
     let path = warehouse.object_path(&location)?;
     match warehouse.store().get(&path).await {
+        // A hint is a number: anything larger is junk, ignored unread like a garbage hint.
+        Ok(r) if r.meta.size > 64 => Ok(None),
         Ok(r) => {
             let bytes = r.bytes().await.map_err(|source| Error::Read {
                 location: location.clone(),

@@ -227,3 +227,58 @@ async fn gaps_wrong_hints_and_junk_are_tolerated_and_reported() {
         r.problems
     );
 }
+
+/// Issue 15, class 6: reads of metadata, hints and manifests are bounded. An object over
+/// its limit is refused before its body is read (a gateway's memory is never exhausted by
+/// one), with an error naming it; a junk hint of any size is ignored.
+#[tokio::test]
+async fn huge_objects_are_refused_unread() {
+    use floe_table_format::metadata::MAX_METADATA_BYTES;
+    use floe_table_format::storage::MAX_WHOLE_READ_BYTES;
+    for (backend, wh) in [
+        ("memory", memory_warehouse()),
+        ("file", local_warehouse().0),
+    ] {
+        let ident = TableIdent::parse("fleet.huge").unwrap();
+        let t = table_with_3_commits(&wh, "fleet.huge").await;
+        // A 1 MiB junk hint: ignored, the table loads at its head.
+        put(
+            &wh,
+            &version::hint_location(t.location()),
+            vec![b'9'; 1 << 20],
+        )
+        .await;
+        let loaded = Table::load(&wh, &ident).await.unwrap();
+        assert_eq!(loaded.version(), t.version(), "{backend}");
+        // A manifest list over the whole-read limit: the scan fails naming it.
+        let list = t
+            .metadata()
+            .current_snapshot()
+            .unwrap()
+            .manifest_list()
+            .to_string();
+        put(&wh, &list, vec![0u8; (MAX_WHOLE_READ_BYTES + 1) as usize]).await;
+        let e = scan_result(&loaded).await.unwrap_err();
+        assert!(
+            e.contains(&list) && e.contains("over the"),
+            "{backend}: {e}"
+        );
+        // A head version over the metadata limit: loading is refused naming it.
+        let next = metadata_location(t.location(), Version(t.version().0 + 1));
+        put(&wh, &next, vec![b' '; (MAX_METADATA_BYTES + 1) as usize]).await;
+        let e = Table::load(&wh, &ident).await.unwrap_err().to_string();
+        assert!(
+            e.contains(&next) && e.contains("over the"),
+            "{backend}: {e}"
+        );
+        // `floe check` reports it as a problem of that object, without failing itself.
+        let r = check_table(&wh, &ident).await.unwrap();
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| p.object == next && p.message.contains("over the")),
+            "{backend}: {:?}",
+            r.problems
+        );
+    }
+}
