@@ -248,13 +248,6 @@ impl Table {
                     Next::Verify(delay) => {
                         tokio::time::sleep(delay).await;
                         state.verifies += 1;
-                        let claim = Claim {
-                            base: &base,
-                            base_metadata: &base_metadata,
-                            next: &applied.metadata,
-                            location: &location,
-                            body: &body,
-                        };
                         event = Event::ReadBack(self.head.read_back(&claim).await);
                     }
                     Next::Rebase(delay) => {

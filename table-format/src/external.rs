@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use std::sync::Arc;
 
-use iceberg::spec::{SnapshotRef, TableMetadata};
+use iceberg::spec::TableMetadata;
 use iceberg::{TableRequirement, TableUpdate};
 
 use crate::driver::{Action, Applied};
@@ -49,12 +49,15 @@ impl ApplyUpdates {
             };
             let list = snapshot.manifest_list();
             inside(table, &root, "metadata", "manifest list", list)?;
-            let manifests = load_list(table, &Arc::new(snapshot.clone())).await?;
+            let manifests = table
+                .read_manifest_list(&Arc::new(snapshot.clone()))
+                .await?;
             let parent: HashSet<String> = match snapshot
                 .parent_snapshot_id()
                 .and_then(|id| base.snapshot_by_id(id))
             {
-                Some(parent) => load_list(table, parent)
+                Some(parent) => table
+                    .read_manifest_list(parent)
                     .await?
                     .into_iter()
                     .map(|m| m.manifest_path)
@@ -128,27 +131,6 @@ impl Action for ApplyUpdates {
         let mut added = self.added_snapshots().peekable();
         added.peek().is_some() && added.all(|id| metadata.snapshot_by_id(id).is_some())
     }
-}
-
-/// The manifest list of `snapshot`, read with the table's FileIO.
-async fn load_list(
-    table: &Table,
-    snapshot: &SnapshotRef,
-) -> Result<Vec<iceberg::spec::ManifestFile>> {
-    Ok(table
-        .iceberg()?
-        .manifest_list_reader(snapshot)
-        .load()
-        .await
-        .map_err(|e| {
-            Error::iceberg(
-                format!("read manifest list {}", snapshot.manifest_list()),
-                e,
-            )
-        })?
-        .consume_entries()
-        .into_iter()
-        .collect())
 }
 
 /// Whether `path` lies under `{root}/{folder}/`, with no empty, `.` or `..` segment after

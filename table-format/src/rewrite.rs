@@ -61,19 +61,8 @@ pub async fn live_files_at(
     table: &TableView,
     snapshot: &iceberg::spec::SnapshotRef,
 ) -> Result<Vec<LiveFile>> {
-    let it = table.iceberg()?;
-    let list = it
-        .manifest_list_reader(snapshot)
-        .load()
-        .await
-        .map_err(|e| {
-            Error::iceberg(
-                format!("read manifest list {}", snapshot.manifest_list()),
-                e,
-            )
-        })?;
-    let loaded =
-        crate::maintenance::load_manifests(table.file_io(), list.entries().to_vec()).await?;
+    let list = table.read_manifest_list(snapshot).await?;
+    let loaded = crate::maintenance::load_manifests(table.file_io(), list).await?;
     let per_manifest: Vec<Vec<LiveFile>> = loaded
         .into_iter()
         .map(|(_, manifest)| {

@@ -294,6 +294,27 @@ impl TableView {
             .map_err(|e| Error::iceberg(format!("open {}", self.name), e))
     }
 
+    /// The manifests `snapshot`'s manifest list names (one GET), an error naming the list.
+    pub async fn read_manifest_list(
+        &self,
+        snapshot: &iceberg::spec::SnapshotRef,
+    ) -> Result<Vec<ManifestFile>> {
+        Ok(self
+            .iceberg()?
+            .manifest_list_reader(snapshot)
+            .load()
+            .await
+            .map_err(|e| {
+                Error::iceberg(
+                    format!("read manifest list {}", snapshot.manifest_list()),
+                    e,
+                )
+            })?
+            .consume_entries()
+            .into_iter()
+            .collect())
+    }
+
     /// A random positive snapshot id not used by any snapshot of the loaded metadata.
     pub(crate) fn fresh_snapshot_id(&self) -> i64 {
         loop {

@@ -150,7 +150,6 @@ pub struct VacuumReport {
 pub async fn vacuum(table: &mut Table, grace: Duration, dry_run: bool) -> Result<VacuumReport> {
     table.refresh().await?;
     let wh = table.warehouse().clone();
-    let it = table.iceberg()?;
     let metadata = table.metadata().clone();
     // Everything any live snapshot reads: its manifest list, manifests, and the data and
     // delete files of their live (ADDED or EXISTING) entries.
@@ -158,17 +157,7 @@ pub async fn vacuum(table: &mut Table, grace: Duration, dry_run: bool) -> Result
     let mut manifests = Vec::new();
     for snapshot in metadata.snapshots() {
         referenced.insert(snapshot.manifest_list().to_string());
-        let list = it
-            .manifest_list_reader(snapshot)
-            .load()
-            .await
-            .map_err(|e| {
-                Error::iceberg(
-                    format!("read manifest list {}", snapshot.manifest_list()),
-                    e,
-                )
-            })?;
-        for m in list.entries() {
+        for m in &table.read_manifest_list(snapshot).await? {
             if referenced.insert(m.manifest_path.clone()) {
                 manifests.push(m.clone());
             }
