@@ -347,6 +347,16 @@ struct DefinitionArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A verb whose stdout is closed early (`floe … | head`) ends as Unix tools do, by
+    // SIGPIPE, instead of panicking in `println!`. Not the server: it must outlive a
+    // reader of its start-up line, and its sockets never raise SIGPIPE anyway.
+    #[cfg(feature = "server")]
+    let serving = matches!(cli.command, Command::Serve(_));
+    #[cfg(not(feature = "server"))]
+    let serving = false;
+    if !serving {
+        sigpipe::reset();
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(

@@ -97,3 +97,24 @@ fn floe_bench_help_lists_its_benchmarks_and_their_arguments() {
         }
     }
 }
+
+/// `floe … | head` closes floe's stdout early: floe ends quietly, as a Unix tool does
+/// (the default SIGPIPE action), never with a panic ("failed printing to stdout").
+#[test]
+fn a_closed_stdout_ends_floe_quietly() {
+    let (wh, _dir) = crate::support::local_warehouse();
+    crate::support::floe_ok(wh.url(), &["create", "fleet.pipe"]);
+    let mut child = std::process::Command::new(crate::support::floe_bin())
+        .args(["--warehouse", wh.url(), "describe", "fleet.pipe"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("panicked"),
+        "floe panicked on a closed pipe: {err}"
+    );
+}
