@@ -101,18 +101,24 @@ impl RestBackend {
         Ok(out)
     }
 
-    /// Tables of `namespace` the caller may read.
-    pub async fn list_tables(&self, namespace: &Namespace) -> Result<Vec<TableIdent>> {
-        let path = format!("/v1/namespaces/{}/tables", ns_segment(namespace));
-        let (status, v) = self.api.call(Method::GET, &path, None).await?;
+    /// `GET path` about namespace `ns`: its answer, 404 as [`Error::NamespaceNotFound`].
+    async fn get_in_namespace(&self, path: &str, ns: &Namespace) -> Result<serde_json::Value> {
+        let (status, v) = self.api.call(Method::GET, path, None).await?;
         if status == StatusCode::NOT_FOUND {
             return Err(Error::NamespaceNotFound {
-                namespace: namespace.to_string(),
+                namespace: ns.to_string(),
             });
         }
         if !status.is_success() {
             return Err(self.api.error(status, &v));
         }
+        Ok(v)
+    }
+
+    /// Tables of `namespace` the caller may read.
+    pub async fn list_tables(&self, namespace: &Namespace) -> Result<Vec<TableIdent>> {
+        let path = format!("/v1/namespaces/{}/tables", ns_segment(namespace));
+        let v = self.get_in_namespace(&path, namespace).await?;
         let mut out = Vec::new();
         for t in v["identifiers"].as_array().into_iter().flatten() {
             if let Some(name) = t["name"].as_str() {
@@ -137,15 +143,7 @@ impl RestBackend {
     /// A namespace's properties.
     pub async fn namespace_properties(&self, ns: &Namespace) -> Result<HashMap<String, String>> {
         let path = format!("/v1/namespaces/{}", ns_segment(ns));
-        let (status, v) = self.api.call(Method::GET, &path, None).await?;
-        if status == StatusCode::NOT_FOUND {
-            return Err(Error::NamespaceNotFound {
-                namespace: ns.to_string(),
-            });
-        }
-        if !status.is_success() {
-            return Err(self.api.error(status, &v));
-        }
+        let v = self.get_in_namespace(&path, ns).await?;
         Ok(v["properties"]
             .as_object()
             .into_iter()
@@ -277,21 +275,36 @@ impl RestHead {
                 .to_string();
             return Err(self.catalog_error(status.as_u16(), message, status.is_server_error()));
         }
+        self.head_of(status, &v, false).map(Some)
+    }
+
+    /// The head and metadata a load or commit answer carries (`metadata-location`,
+    /// `metadata`); an unreadable answer is an error whose retryability is `retryable`.
+    fn head_of(
+        &self,
+        status: StatusCode,
+        v: &serde_json::Value,
+        retryable: bool,
+    ) -> floe_table_format::Result<(Head, TableMetadata)> {
         let location = v["metadata-location"]
             .as_str()
             .unwrap_or_default()
             .to_string();
         let metadata: TableMetadata =
             serde_json::from_value(v["metadata"].clone()).map_err(|e| {
-                self.catalog_error(status.as_u16(), format!("unreadable metadata: {e}"), false)
+                self.catalog_error(
+                    status.as_u16(),
+                    format!("unreadable metadata: {e}"),
+                    retryable,
+                )
             })?;
-        Ok(Some((
+        Ok((
             Head {
                 version: version_of(&location),
                 metadata_location: location,
             },
             metadata,
-        )))
+        ))
     }
 }
 
@@ -334,18 +347,7 @@ impl HeadStore for RestHead {
             }
         };
         if status.is_success() {
-            let location = v["metadata-location"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let metadata: TableMetadata =
-                serde_json::from_value(v["metadata"].clone()).map_err(|e| {
-                    self.catalog_error(status.as_u16(), format!("unreadable metadata: {e}"), true)
-                })?;
-            let head = Head {
-                version: version_of(&location),
-                metadata_location: location,
-            };
+            let (head, metadata) = self.head_of(status, &v, true)?;
             *self.landed.lock().expect("never poisoned") =
                 Some((claim.location.to_string(), head, metadata));
             return Ok(PutOutcome::Won);

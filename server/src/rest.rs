@@ -429,16 +429,20 @@ pub async fn list_tables(
     finish(&caller.name, "list-tables", &raw, result)
 }
 
-/// The load-table result: metadata, its location, and how to reach the files.
-fn load_result(app: &App, table: &Table) -> Result<Response> {
+/// A table's head as load and commit answers carry it: `metadata-location`, `metadata`.
+fn head_json(table: &Table) -> Result<Value> {
     let metadata = serde_json::to_value(table.metadata().as_ref())
         .map_err(|e| Error::Internal(format!("cannot serialize metadata: {e}")))?;
-    let config = storage_config(app);
-    let body = json!({
+    Ok(json!({
         "metadata-location": table.metadata_location(),
         "metadata": metadata,
-        "config": config,
-    });
+    }))
+}
+
+/// The load-table result: metadata, its location, and how to reach the files.
+fn load_result(app: &App, table: &Table) -> Result<Response> {
+    let mut body = head_json(table)?;
+    body["config"] = json!(storage_config(app));
     let mut response = Json(body).into_response();
     if let Ok(v) = HeaderValue::from_str(&etag(table.metadata_location())) {
         response.headers_mut().insert(header::ETAG, v);
@@ -692,13 +696,7 @@ pub async fn commit_table(
         table
             .commit(&commit_id, &app.commit_policy, &mut action)
             .await?;
-        let metadata = serde_json::to_value(table.metadata().as_ref())
-            .map_err(|e| Error::Internal(format!("cannot serialize metadata: {e}")))?;
-        Ok(Json(json!({
-            "metadata-location": table.metadata_location(),
-            "metadata": metadata,
-        }))
-        .into_response())
+        Ok(Json(head_json(&table)?).into_response())
     };
     idempotent(&app, &caller, &headers, "commit-table", &target, work).await
 }
