@@ -498,6 +498,54 @@ impl Catalog {
         Ok(())
     }
 
+    /// Vacuum a table (see [`floe_table_format::vacuum::vacuum`]).
+    pub async fn vacuum_table(
+        &self,
+        ident: &TableIdent,
+        grace: std::time::Duration,
+        dry_run: bool,
+    ) -> Result<floe_table_format::vacuum::VacuumReport> {
+        if self.sql.is_some() {
+            self.check_sole_owner(ident, "vacuum").await?;
+        }
+        let mut t = self.load_table(ident).await?;
+        Ok(floe_table_format::vacuum::vacuum(&mut t, grace, dry_run).await?)
+    }
+
+    /// Before a vacuum or a purge (`verb`) of an SQL-catalog table, where the table's
+    /// metadata (not its name) decides its folder: refuse a folder outside the warehouse,
+    /// or one that also holds another live table (a rename followed by a create with the
+    /// old name makes two tables share a folder). Returns the folder. Nothing to check for
+    /// other catalogs: a table's folder is its name's.
+    pub async fn check_sole_owner(&self, ident: &TableIdent, verb: &str) -> Result<String> {
+        let Some(sql) = &self.sql else {
+            return Ok(self.warehouse.location(&ident.path()));
+        };
+        let root = sql
+            .load_table(&self.warehouse, ident)
+            .await?
+            .location()
+            .trim_end_matches('/')
+            .to_string();
+        floe_table_format::confine::check_inside_warehouse(&self.warehouse, &root, verb)?;
+        let root_key = self.warehouse.object_path(&root)?.to_string();
+        for (other, metadata_location) in sql.all_tables()? {
+            let Ok(key) = self.warehouse.object_path(&metadata_location) else {
+                continue;
+            };
+            if other != *ident && key.to_string().starts_with(&format!("{root_key}/")) {
+                return Err(floe_table_format::Error::InvalidArgument {
+                    argument: format!("{verb} of {ident}"),
+                    reason: format!(
+                        "its folder {root} also holds the live table {other}; nothing was deleted (drop {other} first, or drop {ident} without --purge)"
+                    ),
+                }
+                .into());
+            }
+        }
+        Ok(root)
+    }
+
     /// Drop a table: its version hint and metadata versions are deleted (oldest first, the
     /// head last, so an interrupted drop leaves a loadable table), then the rest of its
     /// `metadata/` folder (manifests, manifest lists). With `purge`, its data files are
@@ -511,29 +559,7 @@ impl Catalog {
                 sql.drop_table(ident)?;
                 return Ok(1);
             }
-            // Purge the table's own location (where its metadata says it is, not where its
-            // name would put it), and only if no other live table lives there: a rename
-            // followed by a create with the old name makes two tables share a folder.
-            let root = sql
-                .load_table(&self.warehouse, ident)
-                .await?
-                .location()
-                .to_string();
-            let root_key = self.warehouse.object_path(&root)?.to_string();
-            for (other, metadata_location) in sql.all_tables()? {
-                let Ok(key) = self.warehouse.object_path(&metadata_location) else {
-                    continue;
-                };
-                if other != *ident && key.to_string().starts_with(&format!("{root_key}/")) {
-                    return Err(floe_table_format::Error::InvalidArgument {
-                        argument: format!("drop {ident} --purge"),
-                        reason: format!(
-                            "its folder {root} also holds the live table {other}; nothing was deleted (drop it without --purge, or drop {other} first)"
-                        ),
-                    }
-                    .into());
-                }
-            }
+            let root = self.check_sole_owner(ident, "purge").await?;
             sql.drop_table(ident)?;
             let n = self.delete_own_objects(&root, true).await?;
             return Ok(1 + n);
@@ -559,8 +585,11 @@ impl Catalog {
             // An interrupted drop (or a drop without purge, followed by one with) leaves
             // only a table's own objects and no versions: finishing it is allowed.
             // Anything else is not a table, and is left alone.
-            let others = other_table_roots(&keys, &prefix);
-            if !keys.iter().all(|k| is_own(k, &prefix, &others)) {
+            let others = floe_table_format::confine::other_table_roots(&keys, &prefix);
+            if !keys
+                .iter()
+                .all(|k| floe_table_format::confine::is_own(k, &prefix, &others))
+            {
                 let what = match others.first() {
                     Some(root) => format!(
                         "a namespace: it holds the table {}",
@@ -606,18 +635,14 @@ impl Catalog {
     /// namespace's tables or documents, foreign files). Returns how many were deleted.
     async fn delete_own_objects(&self, location: &str, purge: bool) -> Result<usize> {
         let prefix = self.warehouse.object_path(location)?.to_string();
-        let objects = self.warehouse.list_all(location).await?;
-        let keys: Vec<String> = objects.iter().map(|o| o.location.to_string()).collect();
-        let others = other_table_roots(&keys, &prefix);
-        let doomed: Vec<Path> = objects
-            .into_iter()
-            .map(|o| o.location)
-            .filter(|k| {
-                let k = k.to_string();
-                is_own(&k, &prefix, &others)
-                    && (purge || k.starts_with(&format!("{prefix}/metadata/")))
-            })
-            .collect();
+        let verb = if purge { "purge" } else { "drop" };
+        let doomed: Vec<Path> =
+            floe_table_format::confine::own_objects(&self.warehouse, location, verb)
+                .await?
+                .into_iter()
+                .map(|o| o.location)
+                .filter(|k| purge || k.as_ref().starts_with(&format!("{prefix}/metadata/")))
+                .collect();
         let n = doomed.len();
         let results: Vec<_> = self
             .warehouse
@@ -658,32 +683,6 @@ impl Catalog {
     pub fn store(&self) -> &std::sync::Arc<dyn ObjectStore> {
         self.warehouse.store()
     }
-}
-
-/// Whether the store key `k` is one of the own objects of the table whose root key is
-/// `prefix`: under its `metadata/` or `data/`, and not under another table's root.
-fn is_own(k: &str, prefix: &str, others: &[String]) -> bool {
-    (k.starts_with(&format!("{prefix}/metadata/")) || k.starts_with(&format!("{prefix}/data/")))
-        && !others.iter().any(|r| k.starts_with(&format!("{r}/")))
-}
-
-/// The roots of tables other than the one at `prefix` among `keys` (store keys under
-/// `prefix`): folders holding `metadata/v{N}.metadata.json` or `metadata/version-hint.text`.
-fn other_table_roots(keys: &[String], prefix: &str) -> Vec<String> {
-    let mut roots: Vec<String> = keys
-        .iter()
-        .filter_map(|k| {
-            let (dir, name) = k.rsplit_once('/')?;
-            let root = dir.strip_suffix("/metadata")?;
-            let is_version =
-                name == "version-hint.text" || version::parse_metadata_file_name(name).is_some();
-            (is_version && root != prefix && root.starts_with(&format!("{prefix}/")))
-                .then(|| root.to_string())
-        })
-        .collect();
-    roots.sort();
-    roots.dedup();
-    roots
 }
 
 #[cfg(test)]

@@ -183,8 +183,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         } => {
             let ident = TableIdent::parse(&table)?;
             let grace = floe_table_format::vacuum::parse_duration(&older_than)?;
-            let mut t = catalog.load_table(&ident).await?;
-            let r = floe_table_format::vacuum::vacuum(&mut t, grace, dry_run).await?;
+            let r = catalog.vacuum_table(&ident, grace, dry_run).await?;
             for o in &r.orphans {
                 println!("{o}");
             }
@@ -649,6 +648,7 @@ async fn maintain(catalog: &Catalog, ns: &Namespace, grace: &str, target_mib: u6
     for ident in &tables {
         bar.set_message(ident.to_string());
         let result: Result<Vec<String>> = async {
+            catalog.check_sole_owner(ident, "vacuum").await?;
             let mut t = catalog.load_table(ident).await?;
             let r = maintain::maintain(&mut t, &options).await?;
             Ok(vec![

@@ -120,6 +120,7 @@ impl From<TableError> for Error {
             | TableError::InvalidArgument { .. }
             | TableError::ForeignLocation { .. }
             | TableError::OutsideTable { .. }
+            | TableError::OutsideWarehouse { .. }
             | TableError::SchemaMismatch { .. }
             | TableError::Input { .. }
             | TableError::CorruptMetadata { .. } => Error::BadRequest(msg),

@@ -95,6 +95,19 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A delete was asked for at a location outside the warehouse (a table registered from
+    /// elsewhere): Floe deletes nothing there.
+    #[error(
+        "{verb} refused: {location} is outside the warehouse {warehouse}; nothing was deleted"
+    )]
+    OutsideWarehouse {
+        /// What was refused (vacuum, purge).
+        verb: String,
+        /// The table location.
+        location: String,
+        /// The warehouse root.
+        warehouse: String,
+    },
     /// A change built by another engine names a file outside the table's own folders.
     #[error("commit to {table} refused: {what} {location} is outside the table's {folder}; nothing was committed")]
     OutsideTable {

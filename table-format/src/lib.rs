@@ -28,6 +28,7 @@
 pub mod append;
 pub mod check;
 pub mod commit;
+pub mod confine;
 pub mod diff;
 pub mod driver;
 pub mod durable;

@@ -185,7 +185,7 @@ pub async fn vacuum(table: &mut Table, grace: Duration, dry_run: bool) -> Result
         .filter_map(|l| wh.object_path(l).ok().map(|p| p.to_string()))
         .collect();
     let prefix = wh.object_path(table.location())?;
-    let objects = wh.list_all(table.location()).await?;
+    let objects = crate::confine::own_objects(&wh, table.location(), "vacuum").await?;
     let cutoff = SystemTime::now() - grace;
     let mut report = VacuumReport {
         referenced: referenced_keys.len(),

@@ -600,3 +600,158 @@ async fn a_stale_writer_cannot_fork_a_recreated_table() {
         }
     }
 }
+
+/// Issue 15, class 1: a vacuum deletes only the table's own unreferenced objects: never a
+/// table of another tool rooted inside its folder (beside or under `data/`), never what a
+/// link on a local disk points at, and (like a purge) nothing of a table registered from
+/// outside the warehouse or sharing its folder with another live table.
+#[tokio::test]
+async fn a_vacuum_touches_only_the_table_it_names() {
+    use floe_table_format::{Table, Warehouse};
+    use std::time::Duration;
+    for (backend, wh) in all_warehouses() {
+        let cat = Catalog::new(wh.clone());
+        let outer = TableIdent::parse("fleet.t").unwrap();
+        let mut t = cat.create_table(&outer, iot_definition()).await.unwrap();
+        append_rows(&mut t, 5).await;
+        let mut nested = Vec::new();
+        for root in ["fleet/t", "fleet/t/data"] {
+            let nwh = Warehouse::open(&wh.location(root)).unwrap();
+            let id = TableIdent::parse("x.inner").unwrap();
+            let mut n = Table::create(&nwh, &id, iot_definition()).await.unwrap();
+            append_rows(&mut n, 3).await;
+            nested.push((root, nwh, id));
+        }
+        let r = cat
+            .vacuum_table(&outer, Duration::ZERO, false)
+            .await
+            .unwrap();
+        assert!(
+            r.orphans.iter().all(|o| !o.contains("/x/inner/")),
+            "{backend}: {:?}",
+            r.orphans
+        );
+        for (root, nwh, id) in &nested {
+            let n = Table::load(nwh, id).await.unwrap();
+            assert_eq!(
+                scan(&n).await.0,
+                3,
+                "{backend}: the table under {root} is whole"
+            );
+        }
+        assert_eq!(scan(&cat.load_table(&outer).await.unwrap()).await.0, 5);
+        // A table registered from another's metadata names the other's files and manifest
+        // lists: its expiry, vacuum and purge delete none of them.
+        let src = TableIdent::parse("fleet.src").unwrap();
+        let mut s = cat.create_table(&src, iot_definition()).await.unwrap();
+        append_rows(&mut s, 2).await;
+        append_rows(&mut s, 3).await;
+        let adopted = TableIdent::parse("fleet.adopted").unwrap();
+        let mut a = cat
+            .register_table(&adopted, s.metadata_location())
+            .await
+            .unwrap();
+        append_rows(&mut a, 1).await;
+        floe_table_format::vacuum::expire(&mut a, Duration::ZERO, 1)
+            .await
+            .unwrap();
+        cat.vacuum_table(&adopted, Duration::ZERO, false)
+            .await
+            .unwrap();
+        assert_eq!(scan(&cat.load_table(&adopted).await.unwrap()).await.0, 6);
+        cat.drop_table(&adopted, true).await.unwrap();
+        let s = cat.load_table(&src).await.unwrap();
+        assert_eq!(scan(&s).await.0, 5, "{backend}: the source table is whole");
+        let check = floe_table_format::check::check_table(&wh, &src)
+            .await
+            .unwrap();
+        assert!(check.problems.is_empty(), "{backend}: {:?}", check.problems);
+    }
+    // Links on a local disk are never followed out of the table's folder.
+    let (wh, dir) = local_warehouse();
+    let cat = Catalog::new(wh.clone());
+    let ident = TableIdent::parse("fleet.linked").unwrap();
+    let mut t = cat.create_table(&ident, iot_definition()).await.unwrap();
+    append_rows(&mut t, 5).await;
+    let outside = std::env::temp_dir().join(format!("floe-outside-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("keep.parquet"), b"not the table's").unwrap();
+    let data = dir.join("fleet/linked/data");
+    std::os::unix::fs::symlink(&outside, data.join("folder-link")).unwrap();
+    std::os::unix::fs::symlink(outside.join("keep.parquet"), data.join("file-link.parquet"))
+        .unwrap();
+    cat.vacuum_table(&ident, Duration::ZERO, false)
+        .await
+        .unwrap();
+    assert!(
+        outside.join("keep.parquet").exists(),
+        "vacuum followed a link"
+    );
+    cat.drop_table(&ident, true).await.unwrap();
+    assert!(
+        outside.join("keep.parquet").exists(),
+        "purge followed a link"
+    );
+}
+
+/// Issue 15, class 1: in an SQL catalog, where a table's metadata (not its name) decides
+/// its folder, a vacuum never deletes another live table's files, and neither a vacuum
+/// nor a purge deletes anything of a table registered from outside the warehouse.
+#[tokio::test]
+async fn an_sql_catalog_vacuum_never_takes_another_tables_files() {
+    use floe_catalog::sql_backend::SqlBackend;
+    use floe_table_format::Table;
+    use std::time::Duration;
+    for (backend, wh) in all_warehouses() {
+        let db = std::env::temp_dir().join(format!("floe-vacuum-{}.db", uuid::Uuid::new_v4()));
+        let cat = Catalog::with_sql(wh.clone(), SqlBackend::open(&db, "c").unwrap());
+        let x = TableIdent::parse("fleet.x").unwrap();
+        let y = TableIdent::parse("fleet.y").unwrap();
+        let mut t = cat.create_table(&x, iot_definition()).await.unwrap();
+        append_rows(&mut t, 5).await;
+        cat.rename_table(&x, &y).await.unwrap();
+        let mut t = cat.create_table(&x, iot_definition()).await.unwrap();
+        append_rows(&mut t, 2).await;
+        for ident in [&x, &y] {
+            let e = cat
+                .vacuum_table(ident, Duration::ZERO, false)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("also holds the live table"), "{backend}: {e}");
+        }
+        assert_eq!(scan(&cat.load_table(&y).await.unwrap()).await.0, 5);
+        assert_eq!(scan(&cat.load_table(&x).await.unwrap()).await.0, 2);
+        // A table registered from outside the warehouse.
+        let elsewhere = match backend {
+            "memory" => memory_warehouse(),
+            "file" => local_warehouse().0,
+            _ => s3_warehouse().unwrap(),
+        };
+        let src = TableIdent::parse("other.src").unwrap();
+        let mut o = Table::create(&elsewhere, &src, iot_definition())
+            .await
+            .unwrap();
+        append_rows(&mut o, 4).await;
+        let z = TableIdent::parse("fleet.z").unwrap();
+        cat.register_table(&z, o.metadata_location()).await.unwrap();
+        let before = elsewhere.list_all(o.location()).await.unwrap().len();
+        let e = cat
+            .vacuum_table(&z, Duration::ZERO, false)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("outside the warehouse"), "{backend}: {e}");
+        let e = cat.drop_table(&z, true).await.unwrap_err().to_string();
+        assert!(e.contains("outside the warehouse"), "{backend}: {e}");
+        assert_eq!(
+            elsewhere.list_all(o.location()).await.unwrap().len(),
+            before,
+            "{backend}: nothing outside the warehouse deleted"
+        );
+        assert_eq!(
+            scan(&Table::load(&elsewhere, &src).await.unwrap()).await.0,
+            4
+        );
+    }
+}
