@@ -11,7 +11,7 @@ use iceberg::spec::{
 
 use floe_table_format::maintenance::{self, LOCAL_WATERMARK};
 use floe_table_format::{
-    rewrite, Action, Applied, CommitOptions, Error as TableError, Result as TableResult,
+    rewrite, Action, Advance, Applied, CommitOptions, Error as TableError, Result as TableResult,
     RetryPolicy, Table, TableDefinition,
 };
 
@@ -144,14 +144,15 @@ pub(crate) fn relocate(file: &DataFile, path: String, spec_id: i32) -> TableResu
     })
 }
 
-/// How the cloud append projecting local snapshot `snapshot_id` (sequence number
-/// `sequence_number`) of the local table `local_uuid` commits: with the projection's
-/// commit id, the source keys in its summary, and the cloud watermark moved in the same
-/// version.
+/// How the cloud append projecting local snapshot `snapshot_id` of the local table
+/// `local_uuid` commits: with the projection's commit id, the source keys in its summary,
+/// and the cloud watermark advanced `from` → `to` (the snapshot's sequence number) in the
+/// same version, compare-and-set: a concurrent run's projection of the same snapshot makes
+/// this one a no-op, and a plan made from a watermark that moved commits nothing.
 pub(crate) fn projection_commit(
     local_uuid: &uuid::Uuid,
     snapshot_id: i64,
-    sequence_number: i64,
+    (from, to): (i64, i64),
     policy: &RetryPolicy,
 ) -> CommitOptions {
     CommitOptions {
@@ -161,10 +162,12 @@ pub(crate) fn projection_commit(
             (SOURCE_TABLE_KEY.to_string(), local_uuid.to_string()),
             (SOURCE_SNAPSHOT_KEY.to_string(), snapshot_id.to_string()),
         ]),
-        table_properties: HashMap::from([(
-            cloud_watermark_key(local_uuid),
-            sequence_number.to_string(),
-        )]),
+        table_properties: HashMap::new(),
+        advance: Some(Advance {
+            key: cloud_watermark_key(local_uuid),
+            from,
+            to,
+        }),
     }
 }
 

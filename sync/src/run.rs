@@ -152,46 +152,20 @@ pub async fn sync_table(
         }
     })
     .await?;
-    let watermark = cloud_table
+    let mut watermark = cloud_table
         .as_ref()
         .map_or(0, |t| parse_watermark(t.metadata().properties(), &key));
-    report.watermark = watermark;
-    let steps = plan_steps(local.name(), local.metadata(), watermark)?;
-    let mut projections = Vec::new();
-    for step in &steps {
-        match step {
-            Step::Append {
-                snapshot_id,
-                sequence_number,
-            } => projections.push((
-                *snapshot_id,
-                *sequence_number,
-                added_files(local, *snapshot_id).await?,
-            )),
-            Step::CatchUp {
-                snapshot_id,
-                sequence_number,
-            } => {
-                report.catch_up = true;
-                projections.push((
-                    *snapshot_id,
-                    *sequence_number,
-                    live_files_of(local, *snapshot_id).await?,
-                ))
-            }
-            Step::Skip { .. } => report.snapshots_skipped += 1,
-        }
-    }
-    // An append of no files (not made by Floe) moves nothing; it is passed over.
-    projections.retain(|(_, _, files)| !files.is_empty());
+    let mut projections = plan_projections(local, watermark, &mut report).await?;
     if projections.is_empty() {
         report.already_in_sync = true;
+        report.watermark = watermark;
         if !options.dry_run && cloud_table.is_some() {
             set_local_watermark(local, watermark).await?;
         }
         return Ok(report);
     }
     if options.dry_run {
+        report.watermark = watermark;
         report.snapshots_projected = projections.len();
         for (_, _, files) in &projections {
             report.files_copied += files.len() as u64;
@@ -202,15 +176,22 @@ pub async fn sync_table(
     let mut cloud_table = match cloud_table.take() {
         Some(t) => t,
         None => {
+            // Another run may have created the table (and projected) since the load above:
+            // the watermark is read from the table as created or loaded, and the plan redone.
             let definition = definition_of(local.metadata());
-            reach(cloud_url, options, || async {
+            let t = reach(cloud_url, options, || async {
                 Ok(cloud
                     .create_or_load_table(&ident, definition.clone())
                     .await?)
             })
-            .await?
+            .await?;
+            watermark = parse_watermark(t.metadata().properties(), &key);
+            projections = plan_projections(local, watermark, &mut report).await?;
+            report.already_in_sync = projections.is_empty();
+            t
         }
     };
+    report.watermark = watermark;
     check_compatible(local, &cloud_table)?;
     let copier = Copier {
         limiter: options.limiter.as_deref(),
@@ -247,7 +228,12 @@ pub async fn sync_table(
             options.progress.file_done(!copied, size);
             cloud_files.push(relocate(f, target, spec_id)?);
         }
-        let commit = projection_commit(&local_uuid, snapshot_id, sequence_number, &options.policy);
+        let commit = projection_commit(
+            &local_uuid,
+            snapshot_id,
+            (report.watermark, sequence_number),
+            &options.policy,
+        );
         let committed = cloud_table.append(cloud_files, commit).await?;
         if committed.already_committed {
             report.already_committed += 1;
@@ -258,6 +244,45 @@ pub async fn sync_table(
     }
     set_local_watermark(local, report.watermark).await?;
     Ok(report)
+}
+
+/// The local snapshots above `watermark`, as projections (snapshot id, sequence number,
+/// files), oldest first; counts what is passed over in `report` (reset on each call).
+async fn plan_projections(
+    local: &Table,
+    watermark: i64,
+    report: &mut TableSyncReport,
+) -> Result<Vec<(i64, i64, Vec<floe_table_format::iceberg::spec::DataFile>)>> {
+    report.snapshots_skipped = 0;
+    report.catch_up = false;
+    let mut projections = Vec::new();
+    for step in plan_steps(local.name(), local.metadata(), watermark)? {
+        match step {
+            Step::Append {
+                snapshot_id,
+                sequence_number,
+            } => projections.push((
+                snapshot_id,
+                sequence_number,
+                added_files(local, snapshot_id).await?,
+            )),
+            Step::CatchUp {
+                snapshot_id,
+                sequence_number,
+            } => {
+                report.catch_up = true;
+                projections.push((
+                    snapshot_id,
+                    sequence_number,
+                    live_files_of(local, snapshot_id).await?,
+                ))
+            }
+            Step::Skip { .. } => report.snapshots_skipped += 1,
+        }
+    }
+    // An append of no files (not made by Floe) moves nothing; it is passed over.
+    projections.retain(|(_, _, files)| !files.is_empty());
+    Ok(projections)
 }
 
 /// What a sync run did.

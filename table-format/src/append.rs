@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use iceberg::spec::{DataFile, ManifestFile, Operation, TableMetadataBuilder};
+use iceberg::spec::{DataFile, ManifestFile, Operation, TableMetadata, TableMetadataBuilder};
 
 use crate::commit::RetryPolicy;
 use crate::driver::{Action, Applied};
@@ -26,9 +26,55 @@ pub struct CommitOptions {
     pub policy: RetryPolicy,
     /// Extra snapshot-summary properties.
     pub properties: HashMap<String, String>,
-    /// Table properties set in the same version as the snapshot (atomically with it), for
-    /// example a projection watermark set by sync. Usually empty.
+    /// Table properties set in the same version as the snapshot (atomically with it).
+    /// Usually empty.
     pub table_properties: HashMap<String, String>,
+    /// A counter property the append advances in the same version (sync's watermark),
+    /// compare-and-set: see [`Advance`].
+    pub advance: Option<Advance>,
+}
+
+/// A table-property counter an append advances from `from` to `to` in its own version, as
+/// a compare-and-set re-checked on every head the commit builds on (sync's watermark:
+/// never overwritten from a stale plan). On a head where `key` holds `from` (absent: 0) the
+/// append applies and sets it to `to`; where it already holds `to` or more, another writer
+/// committed this step, so nothing is committed and the append reports
+/// `already_committed`; anything else fails with [`Error::RequirementFailed`], committing
+/// nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advance {
+    /// The table property.
+    pub key: String,
+    /// The value the commit was planned from.
+    pub from: i64,
+    /// The value it sets.
+    pub to: i64,
+}
+
+impl Advance {
+    /// Whether the head `metadata` already holds this step (`Ok(true)`), is where the
+    /// step starts (`Ok(false)`), or neither (an error naming the table and property).
+    fn check(&self, table: &str, metadata: &TableMetadata, attempt: u32) -> Result<bool> {
+        let raw = metadata.properties().get(&self.key);
+        let at = match raw {
+            None => Some(0),
+            Some(v) => v.trim().parse::<i64>().ok(),
+        };
+        match at {
+            Some(v) if v >= self.to => Ok(true),
+            Some(v) if v == self.from => Ok(false),
+            _ => Err(Error::RequirementFailed {
+                table: table.to_string(),
+                reason: format!(
+                    "the table property {} holds {}, not {} as planned: another writer moved it",
+                    self.key,
+                    raw.map_or("nothing".to_string(), |v| format!("'{v}'")),
+                    self.from
+                ),
+                after_rebase: attempt > 0,
+            }),
+        }
+    }
 }
 
 impl Default for CommitOptions {
@@ -38,6 +84,7 @@ impl Default for CommitOptions {
             policy: RetryPolicy::default(),
             properties: HashMap::new(),
             table_properties: HashMap::new(),
+            advance: None,
         }
     }
 }
@@ -116,6 +163,13 @@ impl Action for AppendAction<'_> {
                 reason: "no data files to commit".into(),
             });
         }
+        let mut table_properties = self.options.table_properties.clone();
+        if let Some(advance) = &self.options.advance {
+            if advance.check(table.name(), table.metadata(), attempt)? {
+                return Ok(None);
+            }
+            table_properties.insert(advance.key.clone(), advance.to.to_string());
+        }
         if self.manifest.is_none() {
             self.manifest = Some(
                 snapshot::write_added_manifest(
@@ -165,7 +219,7 @@ impl Action for AppendAction<'_> {
                 added: &self.files,
                 removed: &[],
                 summary: self.options.properties.clone(),
-                table_properties: self.options.table_properties.clone(),
+                table_properties,
             })
             .await?;
         // Expire snapshots so the metadata JSON stays bounded.

@@ -51,7 +51,7 @@ pub mod version;
 pub mod warehouse;
 pub mod writer;
 
-pub use append::{CommitOptions, CommitReport};
+pub use append::{Advance, CommitOptions, CommitReport};
 pub use commit::RetryPolicy;
 pub use driver::{Action, Applied, Committed};
 pub use error::{Error, Result};

@@ -44,6 +44,41 @@ pub enum Fault {
     /// Refuse with S3's `503 SlowDown` (as it surfaces once the client's own retries are
     /// spent): nothing changes.
     SlowDown,
+    /// Stop before the operation until the test releases the store's [`Gate`], then perform
+    /// it (an interleaving chosen by the test: another process acts meanwhile).
+    Pause,
+}
+
+/// Where a [`Fault::Pause`] stops: the test waits until an operation reached it, acts, and
+/// releases it.
+#[derive(Debug)]
+pub struct Gate {
+    reached: tokio::sync::Semaphore,
+    release: tokio::sync::Semaphore,
+}
+
+impl Gate {
+    fn new() -> Self {
+        Self {
+            reached: tokio::sync::Semaphore::new(0),
+            release: tokio::sync::Semaphore::new(0),
+        }
+    }
+
+    /// Wait until an operation stopped at the gate.
+    pub async fn reached(&self) {
+        self.reached.acquire().await.unwrap().forget();
+    }
+
+    /// Let one stopped operation go on.
+    pub fn release(&self) {
+        self.release.add_permits(1);
+    }
+
+    async fn pass(&self) {
+        self.reached.add_permits(1);
+        self.release.acquire().await.unwrap().forget();
+    }
 }
 
 /// One rule: the `nth` (1-based) matching operation on a path containing `path` gets `fault`.
@@ -82,6 +117,8 @@ pub struct FaultyStore {
     inner: Arc<dyn ObjectStore>,
     rules: Mutex<Vec<Arc<Rule>>>,
     pub fired: AtomicUsize,
+    /// Where [`Fault::Pause`] stops.
+    pub gate: Gate,
 }
 
 impl fmt::Display for FaultyStore {
@@ -110,6 +147,7 @@ impl FaultyStore {
             inner,
             rules: Mutex::new(rules.into_iter().map(Arc::new).collect()),
             fired: AtomicUsize::new(0),
+            gate: Gate::new(),
         }
     }
 
@@ -161,6 +199,10 @@ impl ObjectStore for FaultyStore {
                 tokio::time::sleep(d).await;
                 self.inner.put_opts(location, payload, opts).await
             }
+            Some(Fault::Pause) => {
+                self.gate.pass().await;
+                self.inner.put_opts(location, payload, opts).await
+            }
         }
     }
 
@@ -174,6 +216,10 @@ impl ObjectStore for FaultyStore {
                 Err(transport_error(location))
             }
             Some(Fault::SlowDown) => Err(slow_down(location)),
+            Some(Fault::Pause) => {
+                self.gate.pass().await;
+                self.inner.put_multipart_opts(location, opts).await
+            }
             _ => self.inner.put_multipart_opts(location, opts).await,
         }
     }
@@ -182,6 +228,7 @@ impl ObjectStore for FaultyStore {
         let op = if options.head { Op::Head } else { Op::Get };
         match self.fault_for(op, location) {
             Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+            Some(Fault::Pause) => self.gate.pass().await,
             Some(_) => return Err(transport_error(location)),
             None => {}
         }

@@ -453,3 +453,69 @@ async fn pruning_drops_only_projected_old_data() {
         "everything projected and old is pruned"
     );
 }
+
+/// Issue 15, class 4: two syncs of one table at once never project a local commit twice,
+/// even when the cloud no longer recognises the commit ids (its snapshots expired and the
+/// ledger of expired ids keeps only the newest 100). Run A stops at its first version claim
+/// in the cloud: the create of the cloud table (A found none) or its first projection (A
+/// planned from the watermark it read); run B syncs everything meanwhile and the cloud
+/// expires all but one snapshot. A must read the watermark from the table as created or loaded, and advance it
+/// only from the value it planned from, never overwrite it.
+#[tokio::test]
+async fn two_syncs_at_once_never_project_a_commit_twice() {
+    use crate::faults::{Fault, FaultyStore, Op, Rule};
+    use floe_sync::SyncOptions;
+    use std::sync::Arc;
+    for existing in [false, true] {
+        let local_wh = memory_warehouse();
+        let cloud = memory_warehouse();
+        let plain = Catalog::new(cloud.clone());
+        let ident = TableIdent::parse("fleet.dev_1").unwrap();
+        let mut local = Table::create(&local_wh, &ident, iot_definition())
+            .await
+            .unwrap();
+        let mut rows_total = 0;
+        if existing {
+            append_rows(&mut local, 1).await;
+            rows_total += 1;
+            floe_sync::sync_table(&mut local, &plain, &SyncOptions::default())
+                .await
+                .unwrap();
+        }
+        for _ in 0..105 {
+            append_rows(&mut local, 1).await;
+            rows_total += 1;
+        }
+        let first_claim = Rule::new(Op::Create, ".metadata.json", 1, Fault::Pause);
+        let faulty = Arc::new(FaultyStore::new(cloud.store().clone(), vec![first_claim]));
+        let cloud_a = Catalog::new(Warehouse::with_store(cloud.url(), faulty.clone()).unwrap());
+        let mut local_a = Table::load(&local_wh, &ident).await.unwrap();
+        let a = tokio::spawn(async move {
+            floe_sync::sync_table(&mut local_a, &cloud_a, &SyncOptions::default()).await
+        });
+        faulty.gate.reached().await;
+        let mut local_b = Table::load(&local_wh, &ident).await.unwrap();
+        floe_sync::sync_table(&mut local_b, &plain, &SyncOptions::default())
+            .await
+            .unwrap();
+        let mut c = plain.load_table(&ident).await.unwrap();
+        floe_table_format::vacuum::expire(&mut c, Duration::ZERO, 1)
+            .await
+            .unwrap();
+        faulty.gate.release();
+        let ra = a.await.unwrap();
+        let c = plain.load_table(&ident).await.unwrap();
+        assert_eq!(
+            scan(&c).await.0,
+            rows_total,
+            "existing={existing}: every local commit once in the cloud (run A: {ra:?})"
+        );
+        let local = Table::load(&local_wh, &ident).await.unwrap();
+        let seq = local
+            .metadata()
+            .current_snapshot()
+            .unwrap()
+            .sequence_number();
+        assert_eq!(local_watermark(&local), Some(seq), "existing={existing}");
+    }
+}
