@@ -121,12 +121,16 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Compact { table, target_mib } => {
             let ident = TableIdent::parse(&table)?;
             let mut t = catalog.load_table(&ident).await?;
-            match floe_table_format::rewrite::compact(&mut t, target_mib << 20).await? {
+            let report = floe_table_format::rewrite::compact(&mut t, target_mib << 20).await?;
+            match &report.rewrite {
                 None => println!("{ident}: nothing to compact"),
                 Some(r) => println!(
                     "{ident}: replaced {} small files with {} (version {}, snapshot {})",
                     r.removed, r.added, r.version, r.snapshot_id
                 ),
+            }
+            if let Some(note) = skipped_note(&report) {
+                println!("{ident}: {note}");
             }
             Ok(())
         }
@@ -651,9 +655,13 @@ async fn maintain(catalog: &Catalog, ns: &Namespace, grace: &str, target_mib: u6
             catalog.check_sole_owner(ident, "vacuum").await?;
             let mut t = catalog.load_table(ident).await?;
             let r = maintain::maintain(&mut t, &options).await?;
+            if let Some(note) = skipped_note(&r.compacted) {
+                bar.suspend(|| eprintln!("note: {ident}: {note}"));
+            }
             Ok(vec![
                 ident.to_string(),
                 r.compacted
+                    .rewrite
                     .map(|c| format!("{} -> {}", c.removed, c.added))
                     .unwrap_or_else(|| "-".into()),
                 r.expired.expired.len().to_string(),
@@ -690,6 +698,17 @@ async fn maintain(catalog: &Catalog, ns: &Namespace, grace: &str, target_mib: u6
         );
     }
     Ok(())
+}
+
+/// The note for partitions compaction left alone because of other engines' delete files.
+fn skipped_note(report: &floe_table_format::rewrite::CompactReport) -> Option<String> {
+    let n = report.skipped_partitions_with_deletes;
+    (n > 0).then(|| {
+        format!(
+            "skipped {n} partition(s) with delete files (written by another engine); \
+             rewrite them with that engine"
+        )
+    })
 }
 
 /// The error of a failed append, told truthfully: "nothing was committed" only when that

@@ -158,7 +158,8 @@ enum Command {
         dry_run: bool,
     },
     /// Rewrite each partition's small data files into files of about the target size
-    /// (rows sorted by ts), as one replace snapshot.
+    /// (rows sorted by ts), as one replace snapshot. Partitions with delete files (another
+    /// engine's merge-on-read deletes) are skipped and reported.
     Compact {
         /// NAMESPACE.TABLE
         table: String,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::error::Result;
 use crate::maintenance;
-use crate::rewrite::{self, RewriteReport};
+use crate::rewrite::{self, CompactReport};
 use crate::table::Table;
 use crate::vacuum::{self, ExpireReport, VacuumReport};
 
@@ -24,8 +24,8 @@ pub struct MaintainOptions {
 /// What `maintain` did to one table.
 #[derive(Debug, Clone)]
 pub struct MaintainReport {
-    /// The compaction, if there was anything to compact.
-    pub compacted: Option<RewriteReport>,
+    /// The compaction (its `rewrite` is None when there was nothing to compact).
+    pub compacted: CompactReport,
     /// The expiry.
     pub expired: ExpireReport,
     /// The vacuum.

@@ -2,6 +2,12 @@
 //! `replace` snapshot: small files out, their rows rewritten into fewer files) and
 //! `floe retain` (a `delete` snapshot: whole files older than a cutoff out, metadata only).
 //!
+//! Delete files other engines wrote (position and equality deletes, merge-on-read) are never
+//! rewritten or dropped here: compaction skips every partition that has one (a rewritten
+//! data file gets a newer sequence number, out of the deletes' reach, so deleted rows would
+//! come back), and retention drops data files only. Such partitions are left for a rewrite
+//! by an engine that applies deletes.
+//!
 //! Each attempt validates against the head it builds on: every file to remove must still be
 //! live there. Concurrent appends therefore survive (their manifests are carried over
 //! untouched), and if a file to remove was removed meanwhile the rewrite fails cleanly with
@@ -12,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
-use iceberg::spec::{DataFile, ManifestFile, Operation, PrimitiveLiteral};
+use iceberg::spec::{DataContentType, DataFile, ManifestFile, Operation, PrimitiveLiteral};
 use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -39,16 +45,27 @@ pub struct RewriteReport {
     pub attempts: u32,
 }
 
-/// A live data file of the current snapshot.
+/// What a compaction did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompactReport {
+    /// The `replace` it committed; None when there was nothing it could compact.
+    pub rewrite: Option<RewriteReport>,
+    /// Partitions with small files to compact that were left alone because they have live
+    /// delete files (another engine's merge-on-read deletes): rewrite them with that engine.
+    pub skipped_partitions_with_deletes: usize,
+}
+
+/// A live file of the current snapshot: a data file or a delete file (see
+/// [`DataFile::content_type`]).
 #[derive(Debug, Clone)]
 pub struct LiveFile {
-    /// The file.
+    /// The file (data, position deletes or equality deletes).
     pub data_file: DataFile,
     /// Its data sequence number (the commit that added its rows, or a compaction).
     pub sequence_number: Option<i64>,
 }
 
-/// Every live data file of the table's current snapshot.
+/// Every live file of the table's current snapshot, data and delete files alike.
 pub async fn live_files(table: &TableView) -> Result<Vec<LiveFile>> {
     match table.metadata().current_snapshot() {
         Some(current) => live_files_at(table, current).await,
@@ -56,7 +73,7 @@ pub async fn live_files(table: &TableView) -> Result<Vec<LiveFile>> {
     }
 }
 
-/// Every live data file of `snapshot` of `table`.
+/// Every live file of `snapshot` of `table`, data and delete files alike.
 pub async fn live_files_at(
     table: &TableView,
     snapshot: &iceberg::spec::SnapshotRef,
@@ -232,9 +249,12 @@ impl Action for ReplaceAction<'_> {
     }
 }
 
-/// The live files of `table` whose rows are all older than `older_than`, judged by the
-/// upper bound of the timestamp column `column` (named `argument` in the error when the
-/// table has no such column). A file without that bound is never old.
+/// The live data files of `table` whose rows are all older than `older_than`, judged by
+/// the upper bound of the timestamp column `column` (named `argument` in the error when
+/// the table has no such column). A file without that bound is never old. Delete files are
+/// never returned, whatever their bounds (an equality delete on `column` has some): dropping
+/// one would bring back the rows it deletes from files that are not old. They are left for
+/// a later rewrite by the engine that wrote them.
 pub async fn files_older_than(
     table: &TableView,
     older_than: Duration,
@@ -258,6 +278,7 @@ pub async fn files_older_than(
     Ok(live_files(table)
         .await?
         .into_iter()
+        .filter(|f| f.data_file.content_type() == DataContentType::Data)
         .filter(
             |f| match f.data_file.upper_bounds().get(&field).map(|d| d.literal()) {
                 Some(PrimitiveLiteral::Long(v)) => *v < cutoff_us,
@@ -320,20 +341,32 @@ async fn read_data_file(table: &TableView, path: &str) -> Result<Vec<RecordBatch
         })
 }
 
-/// Bin-pack the small data files of each partition into files of about `target_bytes`,
-/// rows sorted by `ts` when the table has that column, committed as one `replace`
-/// snapshot. Returns None when there is nothing to compact.
-pub async fn compact(table: &mut Table, target_bytes: u64) -> Result<Option<RewriteReport>> {
-    table.refresh().await?;
+/// The compaction plan for `live` files: bins of small data files (under half of
+/// `target_bytes`) of one partition each, about `target_bytes` per bin, and how many
+/// partitions that had a bin to rewrite were skipped for their delete files.
+///
+/// Partitions are compared by their value tuple, as compaction groups them. A delete file
+/// is never binned; a partition with any live delete file is skipped whole; a delete file
+/// with no partition values (unpartitioned, which may apply to every partition) skips every
+/// partition.
+fn plan_bins(live: Vec<LiveFile>, target_bytes: u64) -> (Vec<Vec<DataFile>>, usize) {
     let mut by_partition: HashMap<String, Vec<DataFile>> = HashMap::new();
-    for f in live_files(table).await? {
-        if f.data_file.file_size_in_bytes() < target_bytes / 2 {
-            by_partition
-                .entry(format!("{:?}", f.data_file.partition()))
-                .or_default()
-                .push(f.data_file);
+    let mut with_deletes: HashSet<String> = HashSet::new();
+    let mut global_deletes = false;
+    for f in live {
+        let key = format!("{:?}", f.data_file.partition());
+        if f.data_file.content_type() != DataContentType::Data {
+            global_deletes |= f.data_file.partition().fields().is_empty();
+            with_deletes.insert(key);
+        } else if f.data_file.file_size_in_bytes() < target_bytes / 2 {
+            by_partition.entry(key).or_default().push(f.data_file);
         }
     }
+    // Two small files or more: the partition has something to compact.
+    by_partition.retain(|_, files| files.len() > 1);
+    let before = by_partition.len();
+    by_partition.retain(|key, _| !global_deletes && !with_deletes.contains(key));
+    let skipped = before - by_partition.len();
     let mut bins: Vec<Vec<DataFile>> = Vec::new();
     for (_, mut files) in by_partition {
         files.sort_by(|a, b| a.file_path().cmp(b.file_path()));
@@ -350,8 +383,21 @@ pub async fn compact(table: &mut Table, target_bytes: u64) -> Result<Option<Rewr
         bins.push(bin);
     }
     bins.retain(|b| b.len() > 1);
+    (bins, skipped)
+}
+
+/// Bin-pack the small data files of each partition into files of about `target_bytes`,
+/// rows sorted by `ts` when the table has that column, committed as one `replace`
+/// snapshot. A partition with live delete files is skipped and counted, never rewritten
+/// (see the module doc). The report's `rewrite` is None when there is nothing to compact.
+pub async fn compact(table: &mut Table, target_bytes: u64) -> Result<CompactReport> {
+    table.refresh().await?;
+    let (bins, skipped_partitions_with_deletes) = plan_bins(live_files(table).await?, target_bytes);
     if bins.is_empty() {
-        return Ok(None);
+        return Ok(CompactReport {
+            rewrite: None,
+            skipped_partitions_with_deletes,
+        });
     }
     let has_ts = table
         .metadata()
@@ -400,8 +446,141 @@ pub async fn compact(table: &mut Table, target_bytes: u64) -> Result<Option<Rewr
         writer.write(sorted).await?;
         added.extend(writer.close().await?);
     }
-    table
+    let rewrite = table
         .rewrite_files(&removed, added, Operation::Replace)
-        .await
-        .map(Some)
+        .await?;
+    Ok(CompactReport {
+        rewrite: Some(rewrite),
+        skipped_partitions_with_deletes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use iceberg::spec::{DataFileBuilder, DataFileFormat, Literal, Struct};
+
+    use super::*;
+
+    /// A live file: `kind` 'd' data, 'p' position deletes, 'e' equality deletes; in day
+    /// partition `day` (None: no partition values); `bytes` long.
+    fn file(kind: char, day: Option<i32>, bytes: u64) -> LiveFile {
+        let content = match kind {
+            'd' => DataContentType::Data,
+            'p' => DataContentType::PositionDeletes,
+            _ => DataContentType::EqualityDeletes,
+        };
+        let partition = match day {
+            Some(d) => Struct::from_iter([Some(Literal::int(d))]),
+            None => Struct::empty(),
+        };
+        let data_file = DataFileBuilder::default()
+            .content(content)
+            .file_path(format!("f-{}", uuid::Uuid::new_v4()))
+            .file_format(DataFileFormat::Parquet)
+            .partition(partition)
+            .partition_spec_id(0)
+            .record_count(1)
+            .file_size_in_bytes(bytes)
+            .build()
+            .expect("every required field is set");
+        LiveFile {
+            data_file,
+            sequence_number: Some(1),
+        }
+    }
+
+    #[test]
+    fn compaction_never_bins_a_delete_file_and_skips_partitions_with_deletes() {
+        let small = |kind, day| file(kind, day, 10);
+        // (live files, expected bin sizes sorted, expected skipped partitions)
+        let cases: Vec<(&str, Vec<LiveFile>, Vec<usize>, usize)> = vec![
+            (
+                "no deletes: each day compacted",
+                vec![
+                    small('d', Some(1)),
+                    small('d', Some(1)),
+                    small('d', Some(2)),
+                    small('d', Some(2)),
+                    small('d', Some(2)),
+                ],
+                vec![2, 3],
+                0,
+            ),
+            (
+                "a position delete in day 1: day 1 skipped, day 2 compacted",
+                vec![
+                    small('d', Some(1)),
+                    small('d', Some(1)),
+                    small('p', Some(1)),
+                    small('d', Some(2)),
+                    small('d', Some(2)),
+                ],
+                vec![2],
+                1,
+            ),
+            (
+                "an equality delete in day 2",
+                vec![
+                    small('d', Some(1)),
+                    small('d', Some(1)),
+                    small('d', Some(2)),
+                    small('d', Some(2)),
+                    small('e', Some(2)),
+                ],
+                vec![2],
+                1,
+            ),
+            (
+                "deletes alone are never binned, even two small ones",
+                vec![
+                    small('p', Some(1)),
+                    small('e', Some(1)),
+                    small('d', Some(1)),
+                ],
+                vec![],
+                0,
+            ),
+            (
+                "an unpartitioned delete on a partitioned table skips every day",
+                vec![
+                    small('d', Some(1)),
+                    small('d', Some(1)),
+                    small('d', Some(2)),
+                    small('d', Some(2)),
+                    small('e', None),
+                ],
+                vec![],
+                2,
+            ),
+            (
+                "unpartitioned table with a delete: skipped",
+                vec![small('d', None), small('d', None), small('p', None)],
+                vec![],
+                1,
+            ),
+            (
+                "a delete in a day with nothing to compact is not counted",
+                vec![
+                    small('d', Some(1)),
+                    small('p', Some(1)),
+                    small('d', Some(2)),
+                    small('d', Some(2)),
+                ],
+                vec![2],
+                0,
+            ),
+        ];
+        for (name, live, want_bins, want_skipped) in cases {
+            let (bins, skipped) = plan_bins(live, 1000);
+            let mut sizes: Vec<usize> = bins.iter().map(Vec::len).collect();
+            sizes.sort();
+            assert_eq!((sizes, skipped), (want_bins, want_skipped), "{name}");
+            assert!(
+                bins.iter()
+                    .flatten()
+                    .all(|f| f.content_type() == DataContentType::Data),
+                "{name}: a delete file was binned"
+            );
+        }
+    }
 }

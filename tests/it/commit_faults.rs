@@ -208,7 +208,7 @@ const OPERATIONS: &[&str] = &["compact", "retain", "expire", "set watermark"];
 async fn run_operation(op: &str, t: &mut Table) -> floe_sync::Result<()> {
     use floe_table_format::{rewrite, vacuum};
     match op {
-        "compact" => assert!(rewrite::compact(t, 64 << 20).await?.is_some()),
+        "compact" => assert!(rewrite::compact(t, 64 << 20).await?.rewrite.is_some()),
         "retain" => assert!(rewrite::retain(t, Duration::ZERO, "ts").await?.is_some()),
         "expire" => {
             vacuum::expire(t, Duration::ZERO, 1).await?;

@@ -253,7 +253,7 @@ async fn compaction_keeps_every_row_and_survives_concurrent_appends() {
         }
         let (n0, sum0) = scan(&t).await;
         assert_eq!(live_files(&t).await.unwrap().len(), 6);
-        let r = compact(&mut t, 64 << 20).await.unwrap().unwrap();
+        let r = compact(&mut t, 64 << 20).await.unwrap().rewrite.unwrap();
         assert_eq!(
             (r.removed, r.added, r.attempts),
             (6, 2, 1),
@@ -270,7 +270,7 @@ async fn compaction_keeps_every_row_and_survives_concurrent_appends() {
             n1.to_string()
         );
         assert!(
-            compact(&mut t, 64 << 20).await.unwrap().is_none(),
+            compact(&mut t, 64 << 20).await.unwrap().rewrite.is_none(),
             "{backend}: nothing left to do"
         );
 
@@ -375,6 +375,7 @@ async fn pyiceberg_reads_a_compacted_table() {
     floe_table_format::rewrite::compact(&mut t, 64 << 20)
         .await
         .unwrap()
+        .rewrite
         .unwrap();
     let (n, sum) = scan(&t).await;
     let got = run_python(&["tests/interop/read_table.py", t.metadata_location()]);
@@ -487,6 +488,7 @@ async fn vacuum_reclaims_files_only_deleted_entries_still_name() {
                     floe_table_format::rewrite::compact(&mut t, 64 << 20)
                         .await
                         .unwrap()
+                        .rewrite
                         .unwrap();
                     20
                 }

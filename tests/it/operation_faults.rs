@@ -687,7 +687,7 @@ fn rewrite_steps(op: &str) -> &'static [(&'static str, Op, &'static str)] {
 
 async fn rewrite(op: &str, t: &mut Table) -> floe_table_format::Result<()> {
     let r = match op {
-        "compact" => rewrite::compact(t, 64 << 20).await,
+        "compact" => rewrite::compact(t, 64 << 20).await.map(|r| r.rewrite),
         "retain" => rewrite::retain(t, Duration::ZERO, "ts").await,
         _ => unreachable!("{op}"),
     }?;

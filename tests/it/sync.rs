@@ -265,6 +265,7 @@ async fn local_compaction_and_expiry_between_syncs_cause_no_duplicates_or_loss()
     compact(&mut t, 64 << 20)
         .await
         .unwrap()
+        .rewrite
         .expect("small files to compact");
     local_appends(&mut t, 1, 10, "c").await;
     // Explicit expiry of everything old: the unprojected snapshots must survive it.
