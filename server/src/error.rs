@@ -127,7 +127,8 @@ impl From<TableError> for Error {
             TableError::RequirementFailed { .. }
             | TableError::TableReplaced { .. }
             | TableError::CommitConflict { .. }
-            | TableError::FilesChanged { .. } => Error::CommitFailed(msg),
+            | TableError::FilesChanged { .. }
+            | TableError::Vacuumed { .. } => Error::CommitFailed(msg),
             TableError::CommitUnknown { .. } => Error::CommitStateUnknown(msg),
             TableError::Iceberg { source, .. }
                 if source.kind() == floe_table_format::iceberg::ErrorKind::DataInvalid

@@ -168,6 +168,7 @@ pub(crate) fn projection_commit(
             from,
             to,
         }),
+        reuses_objects: true,
     }
 }
 

@@ -206,35 +206,52 @@ pub async fn sync_table(
             .sum(),
     );
     for (snapshot_id, sequence_number, files) in projections {
-        let mut cloud_files = Vec::with_capacity(files.len());
-        for f in &files {
-            let target = cloud_path(local.location(), cloud_table.location(), f.file_path());
-            let size = f.file_size_in_bytes();
-            let copied = copier
-                .copy_object(
-                    local.warehouse(),
-                    f.file_path(),
-                    cloud.warehouse(),
-                    &target,
-                    size,
-                )
-                .await?;
-            if copied {
-                report.files_copied += 1;
-                report.bytes_copied += size;
-            } else {
-                report.files_skipped += 1;
+        // A vacuum may have committed an intent to delete a copy this projection reuses (a
+        // failed run left it) or made before the vacuum listed the table: the commit is
+        // then refused, and the files are copied again under fresh names (the old names
+        // are the vacuum's to delete).
+        let mut fresh = false;
+        let committed = loop {
+            let mut cloud_files = Vec::with_capacity(files.len());
+            for f in &files {
+                let mut target =
+                    cloud_path(local.location(), cloud_table.location(), f.file_path());
+                if fresh {
+                    target = fresh_name(&target);
+                }
+                let size = f.file_size_in_bytes();
+                let copied = copier
+                    .copy_object(
+                        local.warehouse(),
+                        f.file_path(),
+                        cloud.warehouse(),
+                        &target,
+                        size,
+                    )
+                    .await?;
+                if copied {
+                    report.files_copied += 1;
+                    report.bytes_copied += size;
+                } else {
+                    report.files_skipped += 1;
+                }
+                options.progress.file_done(!copied, size);
+                cloud_files.push(relocate(f, target, spec_id)?);
             }
-            options.progress.file_done(!copied, size);
-            cloud_files.push(relocate(f, target, spec_id)?);
-        }
-        let commit = projection_commit(
-            &local_uuid,
-            snapshot_id,
-            (report.watermark, sequence_number),
-            &options.policy,
-        );
-        let committed = cloud_table.append(cloud_files, commit).await?;
+            let commit = projection_commit(
+                &local_uuid,
+                snapshot_id,
+                (report.watermark, sequence_number),
+                &options.policy,
+            );
+            match cloud_table.append(cloud_files, commit).await {
+                Err(TableError::Vacuumed { object, intent, .. }) if !fresh => {
+                    tracing::warn!(%object, %intent, "a vacuum deletes a copy this projection uses; copying again under fresh names");
+                    fresh = true;
+                }
+                other => break other?,
+            }
+        };
         if committed.already_committed {
             report.already_committed += 1;
         } else {
@@ -244,6 +261,12 @@ pub async fn sync_table(
     }
     set_local_watermark(local, report.watermark).await?;
     Ok(report)
+}
+
+/// `location` with a fresh prefix on its file name (a copy that no vacuum intent names).
+fn fresh_name(location: &str) -> String {
+    let (dir, name) = location.rsplit_once('/').unwrap_or(("", location));
+    format!("{dir}/{}-{name}", uuid::Uuid::new_v4())
 }
 
 /// The local snapshots above `watermark`, as projections (snapshot id, sequence number,

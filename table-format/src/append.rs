@@ -32,6 +32,10 @@ pub struct CommitOptions {
     /// A counter property the append advances in the same version (sync's watermark),
     /// compare-and-set: see [`Advance`].
     pub advance: Option<Advance>,
+    /// The files may include objects this writer did not write after it loaded the head
+    /// (sync reusing a copy a failed run left): every vacuum intent in the log is then
+    /// checked before a claim (see [`crate::intent`]).
+    pub reuses_objects: bool,
 }
 
 /// A table-property counter an append advances from `from` to `to` in its own version, as
@@ -85,6 +89,7 @@ impl Default for CommitOptions {
             properties: HashMap::new(),
             table_properties: HashMap::new(),
             advance: None,
+            reuses_objects: false,
         }
     }
 }
@@ -154,6 +159,10 @@ struct AppendAction<'a> {
 impl Action for AppendAction<'_> {
     fn kind(&self) -> &'static str {
         "append"
+    }
+
+    fn reuses_objects(&self) -> bool {
+        self.options.reuses_objects
     }
 
     async fn apply(&mut self, table: &Table, attempt: u32) -> Result<Option<Applied>> {

@@ -59,6 +59,14 @@ pub trait Action: Send {
     fn is_in(&self, metadata: &TableMetadata, commit_id: &str) -> bool {
         find_commit(metadata, commit_id).is_some()
     }
+
+    /// Whether the commit may reference objects it did not write itself after its start
+    /// (sync reusing a copy a failed run left, a REST commit of files a client wrote before
+    /// the server loaded the table): then every vacuum intent in the log is checked before
+    /// a claim, not only those committed since the start (see [`crate::intent`]).
+    fn reuses_objects(&self) -> bool {
+        false
+    }
 }
 
 /// What an action built: the next metadata, and what to clean up once it has won.
@@ -188,6 +196,10 @@ impl Table {
         if action.is_in(&self.metadata, commit_id) {
             return Ok(self.committed(0, true));
         }
+        // The vacuum intents the writer already knew of when it started (its objects were
+        // written after its head was loaded); intents read in earlier attempts.
+        let start_log = crate::intent::log(&self.metadata);
+        let mut intents = std::collections::HashMap::new();
         loop {
             let target = self.version.next();
             let Some(mut applied) = action.apply(self, state.attempts).await? else {
@@ -197,6 +209,15 @@ impl Table {
             // removal), their commit ids stay recognisable (metadata::EXPIRED_COMMITS_KEY).
             applied.metadata = metadata::record_expired_commits(&self.metadata, applied.metadata)?;
             self.confine(&applied.metadata)?;
+            crate::intent::check_staged(
+                self,
+                &applied.metadata,
+                applied.cleanup.written_list.as_ref(),
+                &start_log,
+                action.reuses_objects(),
+                &mut intents,
+            )
+            .await?;
             let location = self.head.next_location(target);
             let base = self.head_now();
             let body = metadata::to_bytes(&applied.metadata, &location)?;

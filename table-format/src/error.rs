@@ -108,6 +108,18 @@ pub enum Error {
         /// The warehouse root.
         warehouse: String,
     },
+    /// A vacuum committed an intent to delete an object this commit adds (it wrote it
+    /// before the vacuum listed the table, or reuses it). Nothing was committed; a rerun
+    /// writes fresh objects.
+    #[error("commit to {table} refused: a vacuum ({intent}) deletes {object}, which this commit references; nothing was committed, run it again")]
+    Vacuumed {
+        /// The table.
+        table: String,
+        /// The store key of the object.
+        object: String,
+        /// The intent naming it.
+        intent: String,
+    },
     /// A change built by another engine names a file outside the table's own folders.
     #[error("commit to {table} refused: {what} {location} is outside the table's {folder}; nothing was committed")]
     OutsideTable {
@@ -238,7 +250,8 @@ impl Error {
             | Error::List { source, .. } => is_transient(source),
             Error::CommitConflict { .. }
             | Error::CommitUnknown { .. }
-            | Error::FilesChanged { .. } => true,
+            | Error::FilesChanged { .. }
+            | Error::Vacuumed { .. } => true,
             Error::Catalog { retryable, .. } => *retryable,
             _ => false,
         }

@@ -125,6 +125,12 @@ impl Action for ApplyUpdates {
         Ok(Some(Applied::new(built.metadata)))
     }
 
+    /// A client wrote its files before the server loaded the table: every vacuum intent in
+    /// the log is checked.
+    fn reuses_objects(&self) -> bool {
+        true
+    }
+
     /// A head holds this commit when it holds a snapshot the updates add (snapshot ids are
     /// chosen by the client, once per change), so a lost response is not applied twice.
     fn is_in(&self, metadata: &TableMetadata, _commit_id: &str) -> bool {

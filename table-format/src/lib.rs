@@ -37,6 +37,7 @@ pub mod external;
 pub mod head;
 pub mod ident;
 pub mod ingest;
+pub mod intent;
 pub mod maintain;
 pub mod maintenance;
 pub mod metadata;

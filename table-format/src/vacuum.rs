@@ -138,97 +138,227 @@ impl Action for ExpireAction {
 /// What a vacuum found (and deleted, unless it was a dry run).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VacuumReport {
-    /// Unreferenced objects older than the grace period (deleted unless dry run).
+    /// Unreferenced objects older than the grace period: deleted (in a dry run: would be
+    /// deleted, unless a commit references them first).
     pub orphans: Vec<String>,
     /// Unreferenced objects younger than the grace period (kept: possibly in flight).
     pub young: usize,
     /// Objects referenced by live snapshots.
     pub referenced: usize,
+    /// The intent the vacuum committed before deleting (see [`crate::intent`]).
+    pub intent: Option<String>,
 }
 
-/// Delete what no live snapshot references under the table's prefix, if older than `grace`.
+/// The store keys live snapshots reference, grown snapshot by snapshot: each snapshot's
+/// manifest list, its manifests, and the files of their live (`ADDED`, `EXISTING`)
+/// entries. A `DELETED` entry records a removal: a live snapshot that still reads the file
+/// lists it as live in a manifest of its own.
+#[derive(Default)]
+struct Referenced {
+    snapshots: HashSet<i64>,
+    manifests: HashSet<String>,
+    keys: HashSet<String>,
+}
+
+impl Referenced {
+    /// Add what the snapshots of `table`'s head not seen before reference.
+    async fn add_head(&mut self, table: &Table) -> Result<()> {
+        let wh = table.warehouse();
+        let mut locations = Vec::new();
+        let mut manifests = Vec::new();
+        for snapshot in table.metadata().snapshots() {
+            if !self.snapshots.insert(snapshot.snapshot_id()) {
+                continue;
+            }
+            locations.push(snapshot.manifest_list().to_string());
+            for m in table.read_manifest_list(snapshot).await? {
+                if self.manifests.insert(m.manifest_path.clone()) {
+                    locations.push(m.manifest_path.clone());
+                    manifests.push(m);
+                }
+            }
+        }
+        for (_, manifest) in crate::maintenance::load_manifests(table.file_io(), manifests).await? {
+            locations.extend(
+                manifest
+                    .entries()
+                    .iter()
+                    .filter(|e| e.is_alive())
+                    .map(|e| e.data_file().file_path().to_string()),
+            );
+        }
+        // Compare on store keys, so `file:/` and `file:///` spellings agree.
+        self.keys.extend(
+            locations
+                .iter()
+                .filter_map(|l| wh.object_path(l).ok().map(|p| p.to_string())),
+        );
+        Ok(())
+    }
+}
+
+/// Delete what no live snapshot references under the table's own folders, if older than
+/// `grace`, by the clock-free rule of [`crate::intent`]: the objects to delete are first
+/// committed as an intent (built on the head the commit wins on, leaving out whatever that
+/// head references), and deleted only once that commit has won. The grace period only
+/// spares the objects of commits in flight the trouble of being refused; it is not what
+/// makes a vacuum safe.
 pub async fn vacuum(table: &mut Table, grace: Duration, dry_run: bool) -> Result<VacuumReport> {
     table.refresh().await?;
     let wh = table.warehouse().clone();
-    let metadata = table.metadata().clone();
-    // Everything any live snapshot reads: its manifest list, manifests, and the data and
-    // delete files of their live (ADDED or EXISTING) entries.
-    let mut referenced: HashSet<String> = HashSet::new();
-    let mut manifests = Vec::new();
-    for snapshot in metadata.snapshots() {
-        referenced.insert(snapshot.manifest_list().to_string());
-        for m in &table.read_manifest_list(snapshot).await? {
-            if referenced.insert(m.manifest_path.clone()) {
-                manifests.push(m.clone());
-            }
-        }
-    }
-    let files: Vec<Vec<String>> = crate::maintenance::load_manifests(table.file_io(), manifests)
-        .await?
-        .into_iter()
-        .map(|(_, manifest)| {
-            // A DELETED entry records a removal: the file it names is read by no snapshot
-            // through this manifest (a live snapshot that still reads it lists it as
-            // ADDED or EXISTING in a manifest of its own).
-            manifest
-                .entries()
-                .iter()
-                .filter(|e| e.is_alive())
-                .map(|e| e.data_file().file_path().to_string())
-                .collect()
+    let mut referenced = Referenced::default();
+    referenced.add_head(table).await?;
+    let live_intents: HashSet<String> = crate::intent::log(table.metadata())
+        .iter()
+        .filter_map(|n| {
+            wh.object_path(&crate::intent::location(table.location(), n))
+                .ok()
+                .map(|p| p.to_string())
         })
         .collect();
-    referenced.extend(files.into_iter().flatten());
-    // Compare on store keys, so `file:/` and `file:///` spellings agree.
-    let referenced_keys: HashSet<String> = referenced
-        .iter()
-        .filter_map(|l| wh.object_path(l).ok().map(|p| p.to_string()))
-        .collect();
-    let prefix = wh.object_path(table.location())?;
     let objects = crate::confine::own_objects(&wh, table.location(), "vacuum").await?;
-    let cutoff = SystemTime::now() - grace;
+    // A grace beyond the clock's range keeps everything.
+    let cutoff = SystemTime::now().checked_sub(grace);
     let mut report = VacuumReport {
-        referenced: referenced_keys.len(),
+        referenced: referenced.keys.len(),
         ..VacuumReport::default()
     };
-    let mut doomed = Vec::new();
+    let mut candidates = Vec::new();
     for o in objects {
         let key = o.location.to_string();
         let name = o.location.filename().unwrap_or_default();
-        if referenced_keys.contains(&key)
+        if referenced.keys.contains(&key)
+            || live_intents.contains(&key)
             || name.ends_with(".metadata.json")
             || name == "version-hint.text"
         {
             continue;
         }
         let modified: SystemTime = o.last_modified.into();
-        if modified > cutoff {
+        if cutoff.is_none_or(|c| modified > c)
+            || candidates.len() >= crate::intent::MAX_INTENT_OBJECTS
+        {
             report.young += 1;
             continue;
         }
-        let location = format!(
-            "{}/{}",
-            table.location(),
-            key.strip_prefix(&format!("{prefix}/")).unwrap_or(&key)
-        );
-        report.orphans.push(location);
-        doomed.push(o.location);
+        candidates.push(key);
     }
-    report.orphans.sort();
-    if !dry_run && !doomed.is_empty() {
-        let results: Vec<_> = wh
-            .store()
-            .delete_stream(stream::iter(doomed.into_iter().map(Ok)).boxed())
-            .collect()
-            .await;
-        if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
-            return Err(Error::Write {
-                location: table.location().to_string(),
-                source: e,
-            });
+    if dry_run || candidates.is_empty() {
+        report.orphans = locations_of(table, &wh, &candidates)?;
+        return Ok(report);
+    }
+    let mut action = VacuumIntent {
+        id: uuid::Uuid::new_v4().to_string(),
+        referenced,
+        candidates,
+        doomed: Vec::new(),
+        intent: None,
+    };
+    let done = table
+        .commit(&action.id.clone(), &RetryPolicy::default(), &mut action)
+        .await?;
+    if done.already_committed {
+        // Every candidate became referenced meanwhile: nothing to delete.
+        return Ok(report);
+    }
+    report.intent = action.intent.take();
+    report.orphans = locations_of(table, &wh, &action.doomed)?;
+    let doomed: Vec<object_store::path::Path> = action
+        .doomed
+        .iter()
+        .filter_map(|k| object_store::path::Path::parse(k).ok())
+        .collect();
+    let results: Vec<_> = wh
+        .store()
+        .delete_stream(stream::iter(doomed.into_iter().map(Ok)).boxed())
+        .collect()
+        .await;
+    for r in results {
+        match r {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => {
+                return Err(Error::Write {
+                    location: table.location().to_string(),
+                    source: e,
+                })
+            }
         }
     }
     Ok(report)
+}
+
+/// Store keys under the table's folder as locations, sorted.
+fn locations_of(
+    table: &Table,
+    wh: &crate::warehouse::Warehouse,
+    keys: &[String],
+) -> Result<Vec<String>> {
+    let prefix = wh.object_path(table.location())?.to_string();
+    let mut out: Vec<String> = keys
+        .iter()
+        .map(|k| {
+            format!(
+                "{}/{}",
+                table.location(),
+                k.strip_prefix(&format!("{prefix}/")).unwrap_or(k)
+            )
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// The vacuum's commit: on each head, the candidates that head does not reference become
+/// the intent (written create-only, then recorded in the log). Nothing left: no commit.
+struct VacuumIntent {
+    id: String,
+    referenced: Referenced,
+    candidates: Vec<String>,
+    doomed: Vec<String>,
+    intent: Option<String>,
+}
+
+#[async_trait::async_trait]
+impl Action for VacuumIntent {
+    fn kind(&self) -> &'static str {
+        "vacuum"
+    }
+
+    async fn apply(&mut self, table: &Table, attempt: u32) -> Result<Option<Applied>> {
+        self.referenced.add_head(table).await?;
+        let doomed: Vec<String> = self
+            .candidates
+            .iter()
+            .filter(|k| !self.referenced.keys.contains(*k))
+            .cloned()
+            .collect();
+        if doomed.is_empty() {
+            return Ok(None);
+        }
+        let name = format!("vacuum-{}-a{attempt}.json", self.id);
+        crate::intent::write(table.warehouse(), table.location(), &name, &doomed).await?;
+        let metadata = table.metadata().as_ref().clone();
+        let log = crate::intent::log_with(crate::intent::log(&metadata), &name);
+        let next = TableMetadataBuilder::new_from_metadata(
+            metadata,
+            Some(table.metadata_location().to_string()),
+        )
+        .set_properties(std::collections::HashMap::from([(
+            crate::intent::LOG_KEY.to_string(),
+            log,
+        )]))
+        .and_then(|b| b.build())
+        .map_err(|e| Error::iceberg(format!("record a vacuum intent of {}", table.name()), e))?
+        .metadata;
+        self.doomed = doomed;
+        self.intent = Some(crate::intent::location(table.location(), &name));
+        Ok(Some(Applied::new(next)))
+    }
+
+    /// A vacuum adds no snapshot; it is idempotent by state (nothing left to delete).
+    fn is_in(&self, _metadata: &iceberg::spec::TableMetadata, _commit_id: &str) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod crash;
 mod deletes;
 mod faults;
 mod hostile;
+mod inflight;
 mod interleavings;
 mod interop;
 mod layout;
