@@ -31,6 +31,18 @@ pub struct ServeArgs {
     /// Longest a request may take, in seconds.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     request_timeout: u64,
+    /// Also serve SQL over the Postgres wire protocol at this address (psql, Grafana,
+    /// drivers): user = principal name, password = its secret.
+    #[arg(long, value_name = "ADDR")]
+    pg: Option<String>,
+    /// Longest an SQL statement may run, in seconds (a client's `SET statement_timeout`
+    /// overrides it); 0: no limit.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(0..=86400))]
+    statement_timeout: u64,
+    /// Cap on the memory of one principal's SQL (e.g. 512MB, 2GiB): sorts, joins and
+    /// aggregations spill to disk beyond it.
+    #[arg(long, value_name = "SIZE", value_parser = crate::output::parse_size)]
+    memory_limit: Option<usize>,
 }
 
 /// `floe principal …`
@@ -87,9 +99,36 @@ pub async fn serve(catalog: Catalog, args: ServeArgs) -> Result<()> {
     if principals.is_empty() {
         println!("  no principals yet: add one with `floe principal add NAME --grant admin`");
     }
-    floe_server::serve(catalog, config, listener, shutdown_signal())
-        .await
-        .context("the server failed")?;
+    let pg = match &args.pg {
+        Some(a) => {
+            let l = tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on --pg {a}"))?;
+            println!(
+                "floe serve: Postgres wire protocol on {} (psql \"host={} port={} user=PRINCIPAL\")",
+                l.local_addr()?,
+                l.local_addr()?.ip(),
+                l.local_addr()?.port()
+            );
+            Some(l)
+        }
+        None => None,
+    };
+    let pg_config = floe_server::pg::PgConfig {
+        memory_limit: args.memory_limit,
+        statement_timeout: (args.statement_timeout > 0)
+            .then(|| Duration::from_secs(args.statement_timeout)),
+        session_ttl: Duration::from_secs(args.principal_cache.max(1)),
+    };
+    floe_server::serve_all(
+        catalog,
+        config,
+        listener,
+        pg.map(|l| (l, pg_config)),
+        shutdown_signal(),
+    )
+    .await
+    .context("the server failed")?;
     eprintln!("floe serve: stopped");
     Ok(())
 }

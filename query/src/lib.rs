@@ -25,6 +25,7 @@ use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use floe_catalog::Catalog;
 use floe_table_format::Namespace;
 
+pub mod functions;
 pub mod metadata;
 pub mod namespace;
 pub mod predicate;
@@ -82,6 +83,15 @@ impl Default for ScanOptions {
     }
 }
 
+/// What a session may see: the tables of a principal's grants (the SQL endpoint of `floe
+/// serve`). A session without a scope sees the whole catalog.
+pub trait Scope: Send + Sync + std::fmt::Debug {
+    /// Whether the namespace is listed at all (some readable table lies in it or below).
+    fn sees(&self, namespace: &Namespace) -> bool;
+    /// Whether the table may be read.
+    fn reads(&self, table: &floe_table_format::TableIdent) -> bool;
+}
+
 /// How a session is set up.
 #[derive(Debug, Clone, Default)]
 pub struct EngineOptions {
@@ -93,6 +103,10 @@ pub struct EngineOptions {
     pub target_partitions: Option<usize>,
     /// The namespace unqualified names resolve in.
     pub default_namespace: Option<Namespace>,
+    /// What the session may see (None: everything). Tables outside it are left out of
+    /// listings and fleet views, and naming one is "permission denied", whether or not
+    /// it exists.
+    pub scope: Option<Arc<dyn Scope>>,
 }
 
 /// A DataFusion session over a Floe catalog.
@@ -109,11 +123,29 @@ impl QueryEngine {
             .ctx
             .catalog("datafusion")
             .expect("the default catalog exists");
+        let mut properties = Vec::new();
         for ns in catalog.list_all_namespaces().await? {
-            let schema =
-                namespace::NamespaceSchema::open(catalog.clone(), ns.clone(), options.scan).await?;
+            if options.scope.as_ref().is_some_and(|s| !s.sees(&ns)) {
+                continue;
+            }
+            match catalog.describe_namespace(&ns).await {
+                Ok(doc) => properties.push((ns.to_string(), doc.properties)),
+                Err(floe_catalog::Error::NamespaceNotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let schema = namespace::NamespaceSchema::open(
+                catalog.clone(),
+                ns.clone(),
+                options.scan,
+                options.scope.clone(),
+            )
+            .await?;
             df_catalog.register_schema(&ns.to_string(), Arc::new(schema))?;
         }
+        functions::register(
+            &engine.ctx,
+            functions::BitNames::from_properties(properties.iter().map(|(n, p)| (n.clone(), p))),
+        );
         Ok(engine)
     }
 

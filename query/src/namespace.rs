@@ -24,7 +24,7 @@ use floe_table_format::{Namespace, TableIdent};
 
 use crate::metadata::{metadata_table, MetadataTable};
 use crate::provider::{FleetMember, FleetProvider, FloeTableProvider};
-use crate::{ScanOptions, ALL_DEVICES};
+use crate::{ScanOptions, Scope, ALL_DEVICES};
 
 /// Tables loaded at once for a fleet view.
 const LOAD_CONCURRENCY: usize = 16;
@@ -139,6 +139,8 @@ pub struct NamespaceSchema {
     catalog: Arc<Catalog>,
     namespace: Namespace,
     options: ScanOptions,
+    /// What the session may see (None: everything).
+    scope: Option<Arc<dyn Scope>>,
     /// Table names from the last listing (for `SHOW TABLES`); listed on first use.
     names: Mutex<Vec<String>>,
 }
@@ -149,19 +151,46 @@ impl NamespaceSchema {
         catalog: Arc<Catalog>,
         namespace: Namespace,
         options: ScanOptions,
+        scope: Option<Arc<dyn Scope>>,
     ) -> crate::Result<Self> {
-        let names = catalog
-            .list_tables(&namespace)
-            .await?
-            .into_iter()
-            .map(|t| t.name().to_string())
-            .collect();
-        Ok(Self {
+        let mut schema = Self {
             catalog,
             namespace,
             options,
-            names: Mutex::new(names),
-        })
+            scope,
+            names: Mutex::new(Vec::new()),
+        };
+        let idents = schema.catalog.list_tables(&schema.namespace).await?;
+        schema.names = Mutex::new(
+            schema
+                .readable(idents)
+                .into_iter()
+                .map(|t| t.name().to_string())
+                .collect(),
+        );
+        Ok(schema)
+    }
+
+    /// The tables of a listing the scope lets the session read.
+    fn readable(&self, idents: Vec<TableIdent>) -> Vec<TableIdent> {
+        match &self.scope {
+            None => idents,
+            Some(scope) => idents.into_iter().filter(|t| scope.reads(t)).collect(),
+        }
+    }
+
+    /// Refuse a name the scope does not let the session read, existing or not.
+    fn check_readable(&self, name: &str) -> DFResult<()> {
+        let Some(scope) = &self.scope else {
+            return Ok(());
+        };
+        match TableIdent::new(self.namespace.clone(), name) {
+            Ok(ident) if scope.reads(&ident) => Ok(()),
+            _ => Err(DataFusionError::Plan(format!(
+                "permission denied for table {}",
+                self.label(name)
+            ))),
+        }
     }
 
     fn label(&self, name: &str) -> String {
@@ -193,11 +222,12 @@ impl NamespaceSchema {
                 self.label(ALL_DEVICES)
             )));
         }
-        let idents = self
-            .catalog
-            .list_tables(&self.namespace)
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let idents = self.readable(
+            self.catalog
+                .list_tables(&self.namespace)
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?,
+        );
         if let Ok(mut names) = self.names.lock() {
             *names = idents.iter().map(|t| t.name().to_string()).collect();
         }
@@ -258,6 +288,7 @@ impl SchemaProvider for NamespaceSchema {
             }
             return self.fleet(parsed.as_of).await.map(Some);
         }
+        self.check_readable(&parsed.base)?;
         let Some(table) = self.load(&parsed.base).await? else {
             return Ok(None);
         };

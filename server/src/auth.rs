@@ -139,6 +139,11 @@ impl Authenticator {
         }
     }
 
+    /// The principal `name` as it is now (through the cache), or None when it was revoked.
+    pub async fn current(&self, name: &str) -> Result<Option<Caller>> {
+        Ok(self.principal(name).await?.map(|p| Caller::of(&p)))
+    }
+
     /// A token for `caller`.
     pub fn issue(&self, caller: &Caller) -> Result<String> {
         let iat = now_secs();

@@ -25,6 +25,7 @@ pub mod auth;
 pub mod error;
 pub mod grants;
 pub mod idempotency;
+pub mod pg;
 pub mod policy;
 pub mod principals;
 pub mod rest;
@@ -181,6 +182,44 @@ pub fn app(catalog: Catalog, config: &ServerConfig, public_url: String) -> Resul
         },
         catalog,
     }))
+}
+
+/// Serve `catalog` as a REST catalog on `listener` and, when given, over the Postgres wire
+/// protocol ([`pg`]) on its own listener, until `shutdown` resolves.
+pub async fn serve_all(
+    catalog: Catalog,
+    config: ServerConfig,
+    listener: tokio::net::TcpListener,
+    pg: Option<(tokio::net::TcpListener, pg::PgConfig)>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let app = app(catalog, &config, public_url).map_err(std::io::Error::other)?;
+    let (stop, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut rest_stop = stop.subscribe();
+    let rest =
+        axum::serve(listener, router(app.clone(), &config)).with_graceful_shutdown(async move {
+            let _ = rest_stop.recv().await;
+        });
+    let pg_task = pg.map(|(l, c)| {
+        let mut pg_stop = stop.subscribe();
+        tokio::spawn(pg::serve_pg(app, c, l, async move {
+            let _ = pg_stop.recv().await;
+        }))
+    });
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(());
+    });
+    rest.await?;
+    if let Some(t) = pg_task {
+        t.await.map_err(std::io::Error::other)??;
+    }
+    Ok(())
 }
 
 /// Serve `catalog` on `listener` until `shutdown` resolves, then finish the requests in

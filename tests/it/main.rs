@@ -17,6 +17,7 @@ mod lossy;
 mod maintenance;
 mod operation_faults;
 mod operation_interleavings;
+mod pg;
 mod race;
 mod rest;
 mod roundtrip;
