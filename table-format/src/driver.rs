@@ -189,7 +189,11 @@ impl Table {
             return Ok(self.committed(0, true));
         }
         loop {
-            let target = self.version.next();
+            let target = self.version.next().ok_or_else(|| Error::Exhausted {
+                location: self.metadata_location().to_string(),
+                what: "the version number".into(),
+                value: self.version.0.to_string(),
+            })?;
             let Some(mut applied) = action.apply(self, state.attempts).await? else {
                 return Ok(self.committed(state.attempts, true));
             };

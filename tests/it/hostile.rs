@@ -282,3 +282,91 @@ async fn huge_objects_are_refused_unread() {
         );
     }
 }
+
+async fn get(wh: &Warehouse, location: &str) -> bytes::Bytes {
+    wh.store()
+        .get(&key(wh, location))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+}
+
+/// Issue 15, class 6: version numbers come from object names and sequence numbers from
+/// metadata, so either may sit at the end of its integer type. A version named
+/// `v18446744073709551615.metadata.json` is read like any head, but a writer gets one clear
+/// error naming it (there is no version after it) and `floe check` reports the gap below it
+/// once; a head whose `last-sequence-number` is i64::MAX refuses appends naming it.
+#[tokio::test]
+async fn versions_and_sequence_numbers_at_their_limits_are_errors_not_panics() {
+    let wh = memory_warehouse();
+    let ident = TableIdent::parse("fleet.max").unwrap();
+    let t = table_with_3_commits(&wh, "fleet.max").await;
+    let loc = t.location().to_string();
+    let head = get(&wh, t.metadata_location()).await;
+    let last = format!("{loc}/metadata/v18446744073709551615.metadata.json");
+    put(&wh, &last, head.clone()).await;
+    let hint = version::hint_location(&loc);
+    for hinted in [false, true] {
+        if hinted {
+            version::write_hint(&wh, &loc, Version(u64::MAX))
+                .await
+                .unwrap();
+        } else {
+            wh.store().delete(&key(&wh, &hint)).await.unwrap();
+        }
+        let mut loaded = Table::load(&wh, &ident).await.unwrap();
+        assert_eq!(loaded.version(), Version(u64::MAX), "hint: {hinted}");
+        assert_eq!(scan_result(&loaded).await.unwrap(), 60);
+        let e = append_batch(
+            &mut loaded,
+            |s| rows(s, "d", DAY0_US, 1, 1.0),
+            CommitOptions::default(),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("v18446744073709551615.metadata.json"),
+            "hint: {hinted}: {e}"
+        );
+    }
+    let r = check_table(&wh, &ident).await.unwrap();
+    let gaps: Vec<_> = r
+        .problems
+        .iter()
+        .filter(|p| p.message.contains("gap"))
+        .collect();
+    assert_eq!(gaps.len(), 1, "{:?}", r.problems);
+    assert!(gaps[0].object.ends_with("v5.metadata.json"), "{gaps:?}");
+    assert!(gaps[0].message.contains("18446744073709551614"), "{gaps:?}");
+
+    // A head whose last sequence number (and last update time) is the largest i64.
+    wh.store().delete(&key(&wh, &last)).await.unwrap();
+    let mut json: serde_json::Value = serde_json::from_slice(&head).unwrap();
+    json["last-sequence-number"] = i64::MAX.into();
+    json["last-updated-ms"] = i64::MAX.into();
+    let v5 = metadata_location(&loc, Version(5));
+    put(&wh, &v5, serde_json::to_vec(&json).unwrap()).await;
+    version::write_hint(&wh, &loc, Version(5)).await.unwrap();
+    let mut loaded = Table::load(&wh, &ident).await.unwrap();
+    assert_eq!(loaded.version(), Version(5));
+    let e = append_batch(
+        &mut loaded,
+        |s| rows(s, "d", DAY0_US, 1, 1.0),
+        CommitOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("v5.metadata.json") && e.to_string().contains("sequence"),
+        "{e}"
+    );
+    assert!(
+        !version::version_exists(&wh, &loc, Version(6))
+            .await
+            .unwrap(),
+        "nothing committed"
+    );
+}
