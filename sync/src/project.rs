@@ -249,11 +249,8 @@ impl Action for RaiseWatermark {
     }
 
     async fn apply(&mut self, local: &Table, _attempt: u32) -> TableResult<Option<Applied>> {
-        let current = local
-            .metadata()
-            .properties()
-            .get(LOCAL_WATERMARK)
-            .map(|v| v.trim().parse::<i64>().unwrap_or(0));
+        // An impossible value counts as 0, so the true one replaces it.
+        let current = maintenance::unprojected_floor(local.metadata());
         if current.is_some_and(|c| c >= self.watermark) {
             return Ok(None);
         }
