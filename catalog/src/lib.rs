@@ -258,13 +258,21 @@ impl Catalog {
 
     /// One page of the tables in `namespace`, in name order: at most `limit` tables whose
     /// names sort after `after`, and the name to pass as `after` for the next page (None
-    /// on the last page). Only as many folders are examined as the page needs.
+    /// on the last page). Only as many folders are examined as the page needs. A `limit`
+    /// of 0 is refused: no page could make progress.
     pub async fn list_tables_page(
         &self,
         namespace: &Namespace,
         after: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<TableIdent>, Option<String>)> {
+        if limit == 0 {
+            return Err(floe_table_format::Error::InvalidArgument {
+                argument: "page limit".into(),
+                reason: "must be at least 1".into(),
+            }
+            .into());
+        }
         if self.sql.is_some() || self.rest.is_some() {
             let all: Vec<TableIdent> = self
                 .list_tables(namespace)

@@ -190,7 +190,15 @@ pub async fn update(
         if let Some(t) = &change.template {
             doc.template = t.clone();
         }
-        if create_version(warehouse, ns, v + 1, &doc).await? {
+        // `v` comes from an object name: at u64::MAX there is no next version.
+        let next = v
+            .checked_add(1)
+            .ok_or_else(|| floe_table_format::Error::Exhausted {
+                location: format!("{}/v{v}.json", folder(warehouse, ns)),
+                what: "the namespace version number".into(),
+                value: v.to_string(),
+            })?;
+        if create_version(warehouse, ns, next, &doc).await? {
             return Ok(doc);
         }
         tokio::time::sleep(std::time::Duration::from_millis(5 << attempt.min(6))).await;

@@ -140,9 +140,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             column,
         } => {
             let ident = TableIdent::parse(&table)?;
-            let age = floe_table_format::vacuum::parse_duration(&drop_older_than)?;
             let mut t = catalog.load_table(&ident).await?;
-            match floe_table_format::rewrite::retain(&mut t, age, &column).await? {
+            match floe_table_format::rewrite::retain(&mut t, drop_older_than.value, &column).await? {
                 None => println!("{ident}: nothing older than {drop_older_than}"),
                 Some(r) => println!(
                     "{ident}: dropped {} data files older than {drop_older_than} (version {}, snapshot {})",
@@ -159,7 +158,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             maintain(
                 &catalog,
                 &Namespace::parse(&namespace)?,
-                &vacuum_older_than,
+                vacuum_older_than.value,
                 target_mib,
             )
             .await
@@ -170,9 +169,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             retain_last,
         } => {
             let ident = TableIdent::parse(&table)?;
-            let age = floe_table_format::vacuum::parse_duration(&older_than)?;
             let mut t = catalog.load_table(&ident).await?;
-            let r = floe_table_format::vacuum::expire(&mut t, age, retain_last).await?;
+            let r =
+                floe_table_format::vacuum::expire(&mut t, older_than.value, retain_last).await?;
             println!(
                 "{ident}: expired {} snapshot(s), {} remain",
                 r.expired.len(),
@@ -186,8 +185,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             dry_run,
         } => {
             let ident = TableIdent::parse(&table)?;
-            let grace = floe_table_format::vacuum::parse_duration(&older_than)?;
-            let r = catalog.vacuum_table(&ident, grace, dry_run).await?;
+            let r = catalog
+                .vacuum_table(&ident, older_than.value, dry_run)
+                .await?;
             for o in &r.orphans {
                 println!("{o}");
             }
@@ -635,11 +635,16 @@ async fn check(catalog: &Catalog, name: &str, json: bool) -> Result<()> {
     }
 }
 
-async fn maintain(catalog: &Catalog, ns: &Namespace, grace: &str, target_mib: u64) -> Result<()> {
-    use floe_table_format::{maintain, vacuum};
+async fn maintain(
+    catalog: &Catalog,
+    ns: &Namespace,
+    grace: Duration,
+    target_mib: u64,
+) -> Result<()> {
+    use floe_table_format::maintain;
     let options = maintain::MaintainOptions {
         target_file_bytes: target_mib << 20,
-        grace: vacuum::parse_duration(grace)?,
+        grace,
     };
     let tables = catalog.list_tables(ns).await?;
     let bar = indicatif::ProgressBar::new(tables.len() as u64);

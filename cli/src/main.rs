@@ -13,15 +13,22 @@ mod serve;
 #[cfg(feature = "query")]
 mod sql;
 mod sync;
+mod values;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::builder::RangedU64ValueParser;
 use clap::{Parser, Subcommand};
+
+use values::DurationArg;
 
 /// The largest compaction target accepted (1 TiB): `--target-mib` is multiplied by 2^20,
 /// and a larger value would wrap around.
 const MAX_TARGET_MIB: u64 = 1 << 20;
+
+/// The longest `--commit-timeout` accepted, in seconds (a day).
+const MAX_COMMIT_TIMEOUT_S: u64 = 86_400;
 
 /// Floe: per-device Apache Iceberg tables on object storage, committed with conditional
 /// writes — no catalog server, no lock service.
@@ -83,11 +90,14 @@ enum Command {
         /// Commit id to stamp (reusing one makes a retried append idempotent).
         #[arg(long)]
         commit_id: Option<String>,
-        /// Most attempts at claiming a version before giving up.
-        #[arg(long, default_value_t = floe_table_format::RetryPolicy::default().max_attempts)]
+        /// Most attempts at claiming a version before giving up (at least 1).
+        #[arg(long, default_value_t = floe_table_format::RetryPolicy::default().max_attempts,
+              value_parser = clap::value_parser!(u32).range(1..), allow_negative_numbers = true)]
         max_attempts: u32,
-        /// Give up retrying after this many seconds.
-        #[arg(long, default_value_t = floe_table_format::RetryPolicy::default().max_elapsed.as_secs())]
+        /// Give up retrying after this many seconds (1 to 86400).
+        #[arg(long, default_value_t = floe_table_format::RetryPolicy::default().max_elapsed.as_secs(),
+              value_parser = clap::value_parser!(u64).range(1..=MAX_COMMIT_TIMEOUT_S),
+              allow_negative_numbers = true)]
         commit_timeout: u64,
         /// Print the result as JSON.
         #[arg(long)]
@@ -97,8 +107,9 @@ enum Command {
     Tables {
         /// Namespace, e.g. fleet or site_17.chargers
         namespace: Option<String>,
-        /// At most this many tables (one page; needs a namespace).
-        #[arg(long, requires = "namespace")]
+        /// At most this many tables (one page, at least 1; needs a namespace).
+        #[arg(long, requires = "namespace", allow_negative_numbers = true,
+              value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
         limit: Option<usize>,
         /// Start after this table name (the `next` of the previous page).
         #[arg(long, requires = "namespace")]
@@ -139,10 +150,11 @@ enum Command {
         /// NAMESPACE.TABLE
         table: String,
         /// Expire snapshots older than this (30s, 15m, 1h, 7d).
-        #[arg(long, value_name = "DURATION")]
-        older_than: String,
-        /// Always keep this many newest snapshots.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, value_name = "DURATION", value_parser = values::duration, allow_hyphen_values = true)]
+        older_than: DurationArg,
+        /// Always keep this many newest snapshots (at least 1: the current one stays).
+        #[arg(long, default_value_t = 1, allow_negative_numbers = true,
+              value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
         retain_last: usize,
     },
     /// Delete objects under a table that no live snapshot references and that are older
@@ -151,8 +163,9 @@ enum Command {
         /// NAMESPACE.TABLE
         table: String,
         /// Grace period protecting commits in flight (30s, 15m, 1h, 7d).
-        #[arg(long, value_name = "DURATION", default_value = "1h")]
-        older_than: String,
+        #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = values::duration,
+              allow_hyphen_values = true)]
+        older_than: DurationArg,
         /// List what would be deleted; delete nothing.
         #[arg(long)]
         dry_run: bool,
@@ -173,8 +186,8 @@ enum Command {
         /// NAMESPACE.TABLE
         table: String,
         /// Drop data older than this (30s, 15m, 1h, 7d).
-        #[arg(long, value_name = "DURATION")]
-        drop_older_than: String,
+        #[arg(long, value_name = "DURATION", value_parser = values::duration, allow_hyphen_values = true)]
+        drop_older_than: DurationArg,
         /// The timestamp column to judge age by.
         #[arg(long, default_value = "ts")]
         column: String,
@@ -185,8 +198,9 @@ enum Command {
         /// Namespace.
         namespace: String,
         /// Vacuum grace period (30s, 15m, 1h, 7d).
-        #[arg(long, default_value = "1h")]
-        vacuum_older_than: String,
+        #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = values::duration,
+              allow_hyphen_values = true)]
+        vacuum_older_than: DurationArg,
         /// Compaction target file size in MiB (1 to 1048576).
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=MAX_TARGET_MIB))]
         target_mib: u64,
@@ -240,11 +254,13 @@ enum Command {
     Principal(serve::PrincipalCommand),
     /// Simulate a fleet of devices writing their own tables, then read them back.
     Demo {
-        /// Number of devices (one table each).
-        #[arg(long, default_value_t = 20)]
+        /// Number of devices (one table each; 1 to 100000).
+        #[arg(long, default_value_t = 20, allow_negative_numbers = true,
+              value_parser = RangedU64ValueParser::<usize>::new().range(1..=100_000))]
         devices: usize,
-        /// Commits per device.
-        #[arg(long, default_value_t = 5)]
+        /// Commits per device (1 to 100000).
+        #[arg(long, default_value_t = 5, allow_negative_numbers = true,
+              value_parser = RangedU64ValueParser::<usize>::new().range(1..=100_000))]
         commits: usize,
         /// Namespace of the device tables.
         #[arg(long, default_value = "fleet")]

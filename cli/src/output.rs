@@ -62,28 +62,3 @@ pub fn bytes(n: u64) -> String {
         format!("{v:.1} {}", UNITS[u])
     }
 }
-
-/// Parse `64MB`, `64MiB`, `1g`, `512k` or a plain byte count. Decimal and binary units both
-/// mean powers of 1024, as memory sizes usually do.
-pub fn parse_size(s: &str) -> Result<usize, String> {
-    let t = s.trim().to_ascii_lowercase();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid size '{s}': expected e.g. 64MB"))?;
-    let factor: f64 = match unit.trim() {
-        "" | "b" => 1.0,
-        "k" | "kb" | "kib" => 1024.0,
-        "m" | "mb" | "mib" => 1024.0 * 1024.0,
-        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        other => return Err(format!("invalid size '{s}': unknown unit '{other}'")),
-    };
-    let bytes = number * factor;
-    if bytes.is_nan() || bytes < 1.0 {
-        return Err(format!("invalid size '{s}': must be at least one byte"));
-    }
-    Ok(bytes as usize)
-}

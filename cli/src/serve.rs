@@ -22,8 +22,8 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=86400))]
     token_ttl: u64,
     /// Seconds a principal's record is reused before it is read again (a revocation takes
-    /// effect within this); 0 reads it on every request.
-    #[arg(long, default_value_t = 5)]
+    /// effect within this, at most 86400); 0 reads it on every request.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=86400))]
     principal_cache: u64,
     /// Largest request body in MiB.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024))]
@@ -41,7 +41,7 @@ pub struct ServeArgs {
     statement_timeout: u64,
     /// Cap on the memory of one principal's SQL (e.g. 512MB, 2GiB): sorts, joins and
     /// aggregations spill to disk beyond it.
-    #[arg(long, value_name = "SIZE", value_parser = crate::output::parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = crate::values::size)]
     memory_limit: Option<usize>,
 }
 

@@ -50,13 +50,14 @@ pub struct SqlArgs {
     pub explain: bool,
     /// Cap the memory of sorts, joins and aggregations (e.g. 64MB, 1GiB); they spill to
     /// disk beyond it.
-    #[arg(long, value_name = "SIZE", value_parser = crate::output::parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = crate::values::size)]
     pub memory_limit: Option<usize>,
     /// Namespace that unqualified table names resolve in (e.g. `SELECT … FROM dev_0042`).
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
-    /// Threads per scan and operator (default: every core).
-    #[arg(long)]
+    /// Threads per scan and operator (1 to 1024; default: every core).
+    #[arg(long, allow_negative_numbers = true,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
     pub partitions: Option<usize>,
     /// Read every file and filter afterwards (to compare against pruning).
     #[arg(long)]
@@ -310,20 +311,4 @@ async fn shell(engine: &QueryEngine, args: &SqlArgs) -> Result<()> {
         let _ = editor.save_history(h);
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::output::parse_size;
-
-    #[test]
-    fn sizes_parse_with_units() {
-        assert_eq!(parse_size("64MB"), Ok(64 << 20));
-        assert_eq!(parse_size("64mib"), Ok(64 << 20));
-        assert_eq!(parse_size("1g"), Ok(1 << 30));
-        assert_eq!(parse_size("512"), Ok(512));
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("12 parsecs").is_err());
-        assert!(parse_size("MB").is_err());
-    }
 }

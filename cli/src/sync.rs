@@ -12,10 +12,10 @@ use floe_catalog::Catalog;
 use floe_sync::{
     PruneOptions, RateLimiter, SyncOptions, SyncProgress, SyncReport, TableSyncReport,
 };
-use floe_table_format::vacuum::parse_duration;
 use floe_table_format::Warehouse;
 
 use crate::output;
+use crate::values::DurationArg;
 
 /// Arguments of `floe sync`.
 #[derive(clap::Args, Debug)]
@@ -36,18 +36,20 @@ pub struct SyncArgs {
     #[arg(long)]
     json: bool,
     /// Cap the copy bandwidth (bytes per second; 512k, 1MB, …) for metered links.
-    #[arg(long, value_name = "SIZE", value_parser = output::parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = crate::values::size)]
     max_bytes_per_sec: Option<usize>,
     /// After a successful sync, drop local data older than this (30d, 12h) that the cloud
     /// already holds; never anything not yet projected.
-    #[arg(long, value_name = "DURATION")]
-    prune_local_older_than: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = crate::values::duration,
+          allow_hyphen_values = true)]
+    prune_local_older_than: Option<DurationArg>,
     /// The timestamp column pruning judges age by.
     #[arg(long, default_value = "ts")]
     prune_column: String,
     /// Grace period of the vacuum after pruning (30s, 15m, 1h).
-    #[arg(long, value_name = "DURATION", default_value = "1h")]
-    prune_grace: String,
+    #[arg(long, value_name = "DURATION", default_value = "1h",
+          value_parser = crate::values::duration, allow_hyphen_values = true)]
+    prune_grace: DurationArg,
 }
 
 /// A progress bar on stderr (bytes; files in the message).
@@ -113,9 +115,9 @@ pub async fn run(catalog: &Catalog, args: SyncArgs, credential: Option<&str>) ->
     }
     let prune = match &args.prune_local_older_than {
         Some(d) => Some(PruneOptions {
-            older_than: parse_duration(d)?,
+            older_than: d.value,
             column: args.prune_column.clone(),
-            grace: parse_duration(&args.prune_grace)?,
+            grace: args.prune_grace.value,
         }),
         None => None,
     };

@@ -52,11 +52,25 @@ pub fn plan_steps(table: &str, metadata: &TableMetadata, watermark: i64) -> Resu
         cur = match s.parent_snapshot_id() {
             None => None,
             Some(p) => match metadata.snapshot_by_id(p) {
+                // From storage: a parent not below its child would let the walk loop.
+                Some(parent) if parent.sequence_number() >= s.sequence_number() => {
+                    return Err(TableError::CorruptMetadata {
+                        location: table.to_string(),
+                        reason: format!(
+                            "snapshot {} (sequence number {}) has parent {} with sequence number {}, not below it",
+                            s.snapshot_id(),
+                            s.sequence_number(),
+                            parent.snapshot_id(),
+                            parent.sequence_number()
+                        ),
+                    }
+                    .into());
+                }
                 Some(parent) => Some(parent.as_ref()),
                 None => {
                     // The parent's sequence number is below this one's; if it cannot be
                     // above the watermark, nothing unprojected is missing.
-                    gap = s.sequence_number() - 1 > watermark;
+                    gap = s.sequence_number().saturating_sub(1) > watermark;
                     None
                 }
             },
@@ -248,5 +262,31 @@ mod tests {
             ),
             "{gap}"
         );
+    }
+
+    /// Parent ids and sequence numbers come from storage: a cycle of parents, or a
+    /// parent whose sequence number is not below its child's, is corrupt metadata (the
+    /// walk would never end), and a sequence number at i64::MIN does not overflow.
+    #[test]
+    fn a_parent_cycle_or_impossible_sequence_numbers_are_refused_not_looped() {
+        use Operation::Append as A;
+        let m = history(&[A, A, A], &[]);
+        let mut json = serde_json::to_value(&m).unwrap();
+        for snap in json["snapshots"].as_array_mut().unwrap() {
+            if snap["snapshot-id"] == 1 {
+                snap["parent-snapshot-id"] = 3.into(); // 3 → 2 → 1 → 3 → …
+            }
+        }
+        let cyclic: TableMetadata = serde_json::from_value(json.clone()).unwrap();
+        let e = plan_steps("t", &cyclic, 0).unwrap_err();
+        assert!(e.to_string().contains("snapshot 1"), "{e}");
+        for snap in json["snapshots"].as_array_mut().unwrap() {
+            if snap["snapshot-id"] == 1 {
+                snap["parent-snapshot-id"] = 42.into(); // expired
+                snap["sequence-number"] = i64::MIN.into();
+            }
+        }
+        let low: TableMetadata = serde_json::from_value(json).unwrap();
+        let _ = plan_steps("t", &low, 0);
     }
 }

@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use sha2::{Digest, Sha256};
+
 use iceberg::spec::{
     DataFile, DataFileBuilder, ManifestStatus, SnapshotRef, TableMetadata, TableMetadataBuilder,
 };
@@ -100,17 +102,30 @@ pub(crate) async fn live_files_of(local: &Table, snapshot_id: i64) -> TableResul
         .collect())
 }
 
-/// Where a local data file goes in the cloud table: the same path relative to the table
-/// location (files outside it, from a registered table, go to `data/external/<name>`).
+/// Where a local data file goes in the cloud table. A plain path under the local table's
+/// `data/` folder keeps its path relative to the table location; every other path (a file
+/// of a registered table that lies elsewhere, or one a hostile manifest names under the
+/// local `metadata/`) goes to `data/external/<hash>-<base name>`, where `<hash>` is the
+/// SHA-256 of the full source path (32 hex digits). Two sources never share a target, a
+/// source always maps to the same one (a rerun finds its copy), and no target lies under
+/// the cloud table's `metadata/`.
 pub fn cloud_path(local_location: &str, cloud_location: &str, file_path: &str) -> String {
-    let relative = match file_path.strip_prefix(&format!("{local_location}/")) {
-        Some(r) => r.to_string(),
-        None => format!(
-            "data/external/{}",
-            file_path.rsplit('/').next().unwrap_or(file_path)
-        ),
-    };
-    format!("{cloud_location}/{relative}")
+    let inside = file_path
+        .strip_prefix(local_location.trim_end_matches('/'))
+        .and_then(|r| r.strip_prefix("/data/"))
+        .filter(|r| r.split('/').all(|s| !s.is_empty() && s != "." && s != ".."));
+    let cloud = cloud_location.trim_end_matches('/');
+    match inside {
+        Some(relative) => format!("{cloud}/data/{relative}"),
+        None => {
+            let digest = Sha256::digest(file_path.as_bytes());
+            let hash: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+            match file_path.rsplit('/').next().unwrap_or_default() {
+                "" => format!("{cloud}/data/external/{hash}"),
+                name => format!("{cloud}/data/external/{hash}-{name}"),
+            }
+        }
+    }
 }
 
 /// The same file at `path`: identical counts, size, partition and column statistics.
@@ -238,11 +253,8 @@ impl Action for RaiseWatermark {
     }
 
     async fn apply(&mut self, local: &Table, _attempt: u32) -> TableResult<Option<Applied>> {
-        let current = local
-            .metadata()
-            .properties()
-            .get(LOCAL_WATERMARK)
-            .map(|v| v.trim().parse::<i64>().unwrap_or(0));
+        // An impossible value counts as 0, so the true one replaces it.
+        let current = maintenance::unprojected_floor(local.metadata());
         if current.is_some_and(|c| c >= self.watermark) {
             return Ok(None);
         }
@@ -275,10 +287,48 @@ mod tests {
             ),
             "s3://b/fleet/d1/data/ts_day=2026-01-01/x-00000.parquet"
         );
-        assert_eq!(
-            cloud_path("file:///a/t", "s3://b/t", "s3://elsewhere/p/y.parquet"),
-            "s3://b/t/data/external/y.parquet"
-        );
+    }
+
+    /// The external target of `source`: `data/external/<hash>-<base name>`.
+    fn external(cloud: &str, source: &str) -> String {
+        let t = cloud_path("file:///a/t", cloud, source);
+        let rest = t
+            .strip_prefix(&format!("{cloud}/data/external/"))
+            .unwrap_or_else(|| panic!("{source} -> {t}: not under data/external/"));
+        assert!(!rest.contains('/'), "{source} -> {t}: nested");
+        t
+    }
+
+    #[test]
+    fn files_outside_the_data_folder_go_to_external_with_a_hash_of_the_source() {
+        let cloud = "s3://b/t";
+        let y = external(cloud, "s3://elsewhere/p/y.parquet");
+        assert!(y.ends_with("-y.parquet"), "{y}");
+        // Two external files of the same base name land apart, each time at the same place.
+        let x0 = external(cloud, "file:///a/x/part-0.parquet");
+        let y0 = external(cloud, "file:///a/y/part-0.parquet");
+        assert_ne!(x0, y0);
+        assert!(x0.ends_with("-part-0.parquet") && y0.ends_with("-part-0.parquet"));
+        assert_eq!(x0, external(cloud, "file:///a/x/part-0.parquet"));
+        // Inside the local table but not a plain path under data/: external, never the
+        // cloud's metadata/ (a hostile manifest naming a version object as a data file).
+        for source in [
+            "file:///a/t/metadata/v3.metadata.json",
+            "file:///a/t/metadata/snap-1.avro",
+            "file:///a/t/data/../metadata/v3.metadata.json",
+            "file:///a/t/data/./x.parquet",
+            "file:///a/t/data//x.parquet",
+            "file:///a/t/data/",
+            "file:///a/t/data",
+            "file:///a/t/x.parquet",
+            "file:///a/t/",
+            "file:///a/tt/data/x.parquet",
+        ] {
+            let t = external(cloud, source);
+            assert!(!t.contains("/metadata/"), "{source} -> {t}");
+            assert!(!t.contains("/./") && !t.contains("/../"), "{source} -> {t}");
+            assert!(!t.ends_with('/') && !t.ends_with("-"), "{source} -> {t}");
+        }
     }
 
     #[test]

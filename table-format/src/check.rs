@@ -96,16 +96,22 @@ pub async fn check_table(warehouse: &Warehouse, ident: &TableIdent) -> Result<Ch
         });
     };
     report.versions = versions.len();
+    // One problem per gap, naming its first missing version: a hostile name such as
+    // v18446744073709551615.metadata.json makes a gap of nearly 2^64 versions.
     let mut expected = first.0;
     for v in &versions {
-        while expected < v.0 {
+        if expected < v.0 {
+            let last_missing = v.0 - 1;
             report.problem(
                 version::metadata_location(&location, Version(expected)),
-                "missing: the version history has a gap (readers stop at the gap)",
+                if last_missing == expected {
+                    "missing: the version history has a gap (readers stop at the gap)".into()
+                } else {
+                    format!("missing, and every version up to v{last_missing}: the version history has a gap (readers stop at the gap)")
+                },
             );
-            expected += 1;
         }
-        expected = v.0 + 1;
+        expected = v.0.saturating_add(1);
     }
     let hint_location = version::hint_location(&location);
     if let Some(bytes) = read_object(warehouse, &hint_location).await? {

@@ -201,7 +201,11 @@ impl Table {
         let start_log = crate::intent::log(&self.metadata);
         let mut intents = std::collections::HashMap::new();
         loop {
-            let target = self.version.next();
+            let target = self.version.next().ok_or_else(|| Error::Exhausted {
+                location: self.metadata_location().to_string(),
+                what: "the version number".into(),
+                value: self.version.0.to_string(),
+            })?;
             let Some(mut applied) = action.apply(self, state.attempts).await? else {
                 return Ok(self.committed(state.attempts, true));
             };

@@ -120,6 +120,18 @@ pub enum Error {
         /// The intent naming it.
         intent: String,
     },
+    /// A counter read from storage (a version number from an object name, a sequence
+    /// number from metadata) is at the largest value its type holds, so no commit can
+    /// follow it: the table was written by a hostile or broken writer. Nothing was written.
+    #[error("{location}: {what} is at its largest value ({value}), so nothing can be committed after it (a hostile or corrupt table); nothing was committed")]
+    Exhausted {
+        /// The object the counter came from.
+        location: String,
+        /// Which counter (the version number, last-sequence-number, …).
+        what: String,
+        /// Its value.
+        value: String,
+    },
     /// A change built by another engine names a file outside the table's own folders.
     #[error("commit to {table} refused: {what} {location} is outside the table's {folder}; nothing was committed")]
     OutsideTable {

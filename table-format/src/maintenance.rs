@@ -81,29 +81,59 @@ pub struct Settings {
     pub delete_after_commit: bool,
 }
 
-fn prop<T: std::str::FromStr>(props: &HashMap<String, String>, key: &str, default: T) -> T {
-    props
-        .get(key)
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
+/// Property `key` of `props`: absent → `default`; a value that does not parse, or that
+/// `valid` refuses (a hostile or mistyped property from storage) → `default`, with a
+/// warning naming the property. Never an error: a bad setting must not stop commits.
+fn prop<T: std::str::FromStr>(
+    props: &HashMap<String, String>,
+    key: &str,
+    default: T,
+    valid: impl Fn(&T) -> bool,
+) -> T {
+    let Some(v) = props.get(key) else {
+        return default;
+    };
+    match v.trim().parse::<T>() {
+        Ok(x) if valid(&x) => x,
+        _ => {
+            tracing::warn!(
+                property = key,
+                value = crate::metadata::clip(v),
+                "unusable value of table property {key}; using the default"
+            );
+            default
+        }
+    }
+}
+
+/// Any value that parses will do.
+fn any<T>(_: &T) -> bool {
+    true
 }
 
 impl Settings {
-    /// Read the settings of a table.
+    /// Read the settings of a table. Each value comes from storage: one that does not
+    /// parse or is out of range (a negative age or size, a count of 0) is replaced by the
+    /// default, with a warning naming the property.
     pub fn of(metadata: &TableMetadata) -> Self {
         let p = metadata.properties();
         Self {
-            merge_enabled: prop(p, "commit.manifest-merge.enabled", true),
-            min_count_to_merge: prop(p, "commit.manifest.min-count-to-merge", 100usize).max(2),
-            target_manifest_bytes: prop(p, "commit.manifest.target-size-bytes", 8i64 << 20),
+            merge_enabled: prop(p, "commit.manifest-merge.enabled", true, any),
+            min_count_to_merge: prop(p, "commit.manifest.min-count-to-merge", 100usize, any).max(2),
+            target_manifest_bytes: prop(p, "commit.manifest.target-size-bytes", 8i64 << 20, |n| {
+                *n > 0
+            }),
             max_snapshot_age_ms: prop(
                 p,
                 "history.expire.max-snapshot-age-ms",
                 5 * 24 * 3_600_000i64,
+                |n| *n >= 0,
             ),
-            min_snapshots_to_keep: prop(p, "history.expire.min-snapshots-to-keep", 1usize).max(1),
-            max_snapshots: prop(p, "floe.history.max-snapshots", 100usize).max(1),
-            delete_after_commit: prop(p, "write.metadata.delete-after-commit.enabled", false),
+            min_snapshots_to_keep: prop(p, "history.expire.min-snapshots-to-keep", 1usize, |n| {
+                *n >= 1
+            }),
+            max_snapshots: prop(p, "floe.history.max-snapshots", 100usize, |n| *n >= 1),
+            delete_after_commit: prop(p, "write.metadata.delete-after-commit.enabled", false, any),
         }
     }
 }
@@ -134,12 +164,12 @@ pub fn plan_merge(manifests: &[ManifestFile], spec_id: i32, s: &Settings) -> Vec
     let mut size = 0i64;
     for i in candidates {
         let len = manifests[i].manifest_length;
-        if !current.is_empty() && size + len > s.target_manifest_bytes {
+        if !current.is_empty() && size.saturating_add(len) > s.target_manifest_bytes {
             groups.push(std::mem::take(&mut current));
             size = 0;
         }
         current.push(i);
-        size += len;
+        size = size.saturating_add(len);
     }
     groups.push(current);
     groups.retain(|g| g.len() > 1);
@@ -160,13 +190,17 @@ pub fn keep_entry(status: ManifestStatus) -> bool {
 /// `max_snapshots` + 10%, then it goes back to `max_snapshots` at once, so the manifest
 /// lists to delete go out in one batch every so often rather than one per commit.
 pub fn snapshots_to_expire(metadata: &TableMetadata, s: &Settings, now_ms: i64) -> Vec<i64> {
+    // Saturating throughout: the settings and the timestamps come from storage.
     let slack = (s.max_snapshots / 10).max(1);
-    let over_cap = metadata.snapshots().len() > s.max_snapshots + slack;
+    let over_cap = metadata.snapshots().len() > s.max_snapshots.saturating_add(slack);
+    let age_with_slack = s
+        .max_snapshot_age_ms
+        .saturating_add(s.max_snapshot_age_ms / 10);
     let oldest_too_old = metadata
         .snapshots()
         .map(|snap| snap.timestamp_ms())
         .min()
-        .is_some_and(|t| now_ms - t > s.max_snapshot_age_ms + s.max_snapshot_age_ms / 10);
+        .is_some_and(|t| now_ms.saturating_sub(t) > age_with_slack);
     if !over_cap && !oldest_too_old {
         return Vec::new();
     }
@@ -183,7 +217,7 @@ pub fn snapshots_to_expire(metadata: &TableMetadata, s: &Settings, now_ms: i64) 
         .filter(|(rank, snap)| {
             *rank >= s.min_snapshots_to_keep
                 && (*rank >= s.max_snapshots
-                    || now_ms - snap.timestamp_ms() > s.max_snapshot_age_ms)
+                    || now_ms.saturating_sub(snap.timestamp_ms()) > s.max_snapshot_age_ms)
                 && !protected.contains(&snap.snapshot_id())
                 && floor.is_none_or(|w| snap.sequence_number() <= w)
         })
@@ -195,11 +229,23 @@ pub fn snapshots_to_expire(metadata: &TableMetadata, s: &Settings, now_ms: i64) 
 /// table property [`LOCAL_WATERMARK`]): snapshots with a higher sequence
 /// number have not been projected yet and MUST NOT be expired, by the automatic expiry of
 /// an append or by `floe expire`. None when the table is not synced (nothing protected).
+///
+/// The value comes from storage: one that is not a sequence number this table can have
+/// (unparsable, negative, above its `last-sequence-number`) counts as 0, nothing projected
+/// (every snapshot protected), with a warning; the next sync writes the true value.
 pub fn unprojected_floor(metadata: &TableMetadata) -> Option<i64> {
-    metadata
-        .properties()
-        .get(LOCAL_WATERMARK)
-        .map(|v| v.trim().parse::<i64>().unwrap_or(0).max(0))
+    let v = metadata.properties().get(LOCAL_WATERMARK)?;
+    match v.trim().parse::<i64>() {
+        Ok(w) if (0..=metadata.last_sequence_number()).contains(&w) => Some(w),
+        _ => {
+            tracing::warn!(
+                property = LOCAL_WATERMARK,
+                value = crate::metadata::clip(v),
+                "table property {LOCAL_WATERMARK} is no sequence number of this table; nothing counts as projected"
+            );
+            Some(0)
+        }
+    }
 }
 
 /// Snapshot ids that branches and tags point at. iceberg 0.10 has no public accessor for

@@ -152,13 +152,29 @@ pub const EXPIRED_COMMITS_KEY: &str = "floe.expired-commits";
 /// How many expired commits the ledger keeps (about 5 KiB of metadata).
 pub const EXPIRED_COMMITS_KEPT: usize = 100;
 
-/// The ledger of expired commits; an unreadable one (a hostile property) counts as empty.
+/// The ledger of expired commits; an unreadable one (a hostile property) counts as empty,
+/// with a warning, and the next commit that expires snapshots writes a fresh one.
 fn expired_commits(metadata: &TableMetadata) -> Vec<(String, i64)> {
-    metadata
-        .properties()
-        .get(EXPIRED_COMMITS_KEY)
-        .and_then(|v| serde_json::from_str(v).ok())
-        .unwrap_or_default()
+    let Some(v) = metadata.properties().get(EXPIRED_COMMITS_KEY) else {
+        return Vec::new();
+    };
+    serde_json::from_str(v).unwrap_or_else(|e| {
+        tracing::warn!(
+            property = EXPIRED_COMMITS_KEY,
+            value = clip(v),
+            error = %e,
+            "unreadable table property {EXPIRED_COMMITS_KEY}; treated as an empty ledger"
+        );
+        Vec::new()
+    })
+}
+
+/// A property value from storage, shortened for a message (it may be megabytes long).
+pub(crate) fn clip(value: &str) -> &str {
+    value
+        .char_indices()
+        .nth(64)
+        .map_or(value, |(i, _)| &value[..i])
 }
 
 /// The snapshot that carries `commit_id`: a live snapshot whose summary names it, or an

@@ -270,11 +270,13 @@ pub async fn files_older_than(
             reason: format!("{} has no column '{column}'", table.name()),
         })?
         .id;
-    let cutoff_us = (std::time::SystemTime::now()
+    // Saturating: an age beyond the clock's range means "older than anything".
+    let micros = |d: std::time::Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+    let cutoff_us = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0))
-        - older_than.as_micros() as i64;
+        .map(micros)
+        .unwrap_or(0)
+        .saturating_sub(micros(older_than));
     Ok(live_files(table)
         .await?
         .into_iter()

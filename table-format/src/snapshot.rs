@@ -173,6 +173,14 @@ impl<'a> SnapshotProducer<'a> {
         let table = self.table;
         let base = table.metadata().as_ref();
         let parent = base.current_snapshot();
+        // From storage: at i64::MAX there is no next one (iceberg would overflow).
+        if base.last_sequence_number() == i64::MAX {
+            return Err(Error::Exhausted {
+                location: table.metadata_location().to_string(),
+                what: "last-sequence-number".into(),
+                value: i64::MAX.to_string(),
+            });
+        }
         let sequence_number = base.next_sequence_number();
         let list_location = format!(
             "{}/metadata/snap-{}-{}-{}.avro",
@@ -242,7 +250,7 @@ impl<'a> SnapshotProducer<'a> {
                 additional_properties: props,
             })
             .with_schema_id(base.current_schema_id())
-            .with_timestamp_ms(now_ms().max(base.last_updated_ms() + 1))
+            .with_timestamp_ms(now_ms().max(base.last_updated_ms().saturating_add(1)))
             .build();
         let built = TableMetadataBuilder::new_from_metadata(
             base.clone(),

@@ -20,25 +20,40 @@ use crate::driver::{Action, Applied};
 use crate::error::{Error, Result};
 use crate::table::Table;
 
-/// Parse a duration such as `30s`, `15m`, `1h`, `7d` (also `500ms`).
+/// Parse a duration such as `30s`, `15m`, `1h`, `7d` (also `500ms`), of at most 100 years
+/// (`36500d`): a longer one is refused, as is one whose number does not fit, so every
+/// duration this returns can be taken from the present time and counted in microseconds.
 pub fn parse_duration(text: &str) -> Result<Duration> {
+    /// The longest duration accepted: 100 years of 365 days.
+    const MAX_SECS: u64 = 36_500 * 86_400;
     let t = text.trim();
-    let invalid = || Error::InvalidArgument {
+    let invalid = |reason: &str| Error::InvalidArgument {
         argument: format!("duration '{text}'"),
-        reason: "expected a number and a unit: 500ms, 30s, 15m, 1h, 7d".into(),
+        reason: reason.into(),
     };
-    let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(invalid)?;
+    let unexpected = || invalid("expected a number and a unit: 500ms, 30s, 15m, 1h, 7d");
+    let too_long = || invalid("longer than 100 years (36500d)");
+    let split = t
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(unexpected)?;
     let (n, unit) = t.split_at(split);
-    let n: u64 = n.parse().map_err(|_| invalid())?;
-    let secs = match unit {
-        "ms" => return Ok(Duration::from_millis(n)),
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return Err(invalid()),
+    if n.is_empty() {
+        return Err(unexpected());
+    }
+    // All digits: the only failure left is a number too large for u64.
+    let n: u64 = n.parse().map_err(|_| too_long())?;
+    let per_unit_ms: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(unexpected()),
     };
-    Ok(Duration::from_secs(secs))
+    match n.checked_mul(per_unit_ms) {
+        Some(ms) if ms <= MAX_SECS * 1_000 => Ok(Duration::from_millis(ms)),
+        _ => Err(too_long()),
+    }
 }
 
 /// What an expire did.
@@ -56,7 +71,8 @@ pub async fn expire(
     older_than: Duration,
     retain_last: usize,
 ) -> Result<ExpireReport> {
-    let cutoff = crate::metadata::now_ms().saturating_sub(older_than.as_millis() as i64);
+    let cutoff = crate::metadata::now_ms()
+        .saturating_sub(i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX));
     table.refresh().await?;
     let mut action = ExpireAction {
         cutoff,

@@ -20,9 +20,10 @@ use crate::warehouse::Warehouse;
 pub struct Version(pub u64);
 
 impl Version {
-    /// The version after this one.
-    pub fn next(self) -> Version {
-        Version(self.0 + 1)
+    /// The version after this one; `None` after `u64::MAX` (a name from storage may be
+    /// anything, so a caller must not assume there is a next version).
+    pub fn next(self) -> Option<Version> {
+        self.0.checked_add(1).map(Version)
     }
 }
 
@@ -151,14 +152,15 @@ pub async fn probe_forward(
     from: Version,
 ) -> Result<Version> {
     let mut v = from;
-    loop {
-        let loc = metadata_location(table_location, v.next());
+    while let Some(next) = v.next() {
+        let loc = metadata_location(table_location, next);
         let path = warehouse.object_path(&loc)?;
         if !exists(warehouse.store().as_ref(), &path, &loc).await? {
-            return Ok(v);
+            break;
         }
-        v = v.next();
+        v = next;
     }
+    Ok(v)
 }
 
 /// Find the head version of a table, or `None` if it has no metadata at all.
@@ -218,6 +220,17 @@ mod tests {
         ] {
             assert_eq!(parse_metadata_file_name(bad), None, "{bad}");
         }
+        let last = parse_metadata_file_name("v18446744073709551615.metadata.json");
+        assert_eq!(last, Some(Version(u64::MAX)));
+        assert_eq!(
+            last.and_then(Version::next),
+            None,
+            "no version after u64::MAX"
+        );
+        assert_eq!(
+            parse_metadata_file_name("v18446744073709551616.metadata.json"),
+            None
+        );
         assert_eq!(parse_hint(b"7"), Some(Version(7)));
         assert_eq!(parse_hint(b"7\n"), Some(Version(7)));
         assert_eq!(parse_hint(b"x"), None);

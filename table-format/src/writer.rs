@@ -21,10 +21,14 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::error::{Error, Result};
+use crate::metadata::clip;
 use crate::table::TableView;
 
 type Builder =
     DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+
+/// The table property of the size at which a data file rolls over.
+const TARGET_FILE_SIZE: &str = "write.target-file-size-bytes";
 
 /// Rows per Parquet row group. A row group is buffered in memory until it is flushed, so
 /// this bounds a writer's memory (about 2–4 MB per open partition for IoT rows) while
@@ -63,9 +67,6 @@ impl DataWriter {
             iceberg::arrow::schema_to_arrow_schema(&schema)
                 .map_err(|e| Error::iceberg(format!("arrow schema of {}", table.name()), e))?,
         );
-        let props = metadata
-            .table_properties()
-            .map_err(|e| Error::iceberg(format!("read properties of {}", table.name()), e))?;
         let codec = metadata
             .properties()
             .get("write.parquet.compression-codec")
@@ -81,8 +82,9 @@ impl DataWriter {
                 return Err(Error::InvalidArgument {
                     argument: format!("write.parquet.compression-codec of {}", table.name()),
                     reason: format!(
-                    "unsupported codec '{other}' (zstd, snappy, gzip, lz4, brotli, uncompressed)"
-                ),
+                        "unsupported codec '{}' (zstd, snappy, gzip, lz4, brotli, uncompressed)",
+                        clip(other)
+                    ),
                 })
             }
         };
@@ -93,9 +95,23 @@ impl DataWriter {
             Some(v) => v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
                 Error::InvalidArgument {
                     argument: format!("write.parquet.page-row-limit of {}", table.name()),
-                    reason: format!("'{v}' is not a positive number of rows"),
+                    reason: format!("'{}' is not a positive number of rows", clip(v)),
                 }
             })?,
+        };
+        // Only the properties a write needs are parsed (iceberg's `table_properties()` would
+        // refuse the table over any unparsable one, used here or not).
+        let target_file_bytes = match metadata.properties().get(TARGET_FILE_SIZE) {
+            None => iceberg::spec::TableProperties::PROPERTY_WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT,
+            Some(v) => v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| Error::InvalidArgument {
+                    argument: format!("{TARGET_FILE_SIZE} of {}", table.name()),
+                    reason: format!("'{}' is not a positive number of bytes", clip(v)),
+                })?,
         };
         let writer_props = WriterProperties::builder()
             .set_compression(compression)
@@ -108,7 +124,7 @@ impl DataWriter {
         let names = DefaultFileNameGenerator::new(file_prefix, None, DataFileFormat::Parquet);
         let rolling = RollingFileWriterBuilder::new(
             ParquetWriterBuilder::new(writer_props, schema.clone()),
-            props.write_target_file_size_bytes,
+            target_file_bytes,
             table.file_io().clone(),
             location,
             names,

@@ -138,3 +138,178 @@ fn a_compaction_target_that_would_wrap_is_refused() {
     }
     assert_eq!(version_of(url, "fleet.t"), before, "nothing committed");
 }
+
+/// Absurd numbers on the command line (huge, zero where zero means nothing, negative,
+/// past what the arithmetic behind them holds): each is one clear error naming its
+/// argument and a non-zero exit, before anything is written; never a panic, never a value
+/// silently wrapped or clamped.
+#[test]
+fn absurd_numeric_arguments_are_refused_naming_the_argument() {
+    let (wh, dir) = local_warehouse();
+    let url = wh.url();
+    let good = dir.join("good.csv");
+    std::fs::write(
+        &good,
+        "device_id,ts,metric,value\nd1,2026-01-01T00:00:00Z,p,1.5\n",
+    )
+    .unwrap();
+    let g = good.to_str().unwrap();
+    let o = floe(url, &["append", "fleet.t", g, "--create"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before = version_of(url, "fleet.t");
+    let cloud = dir.join("cloud");
+    let c = cloud.to_str().unwrap();
+    let huge_days = "999999999999999d"; // fits u64; in seconds it does not
+    let max_secs = "18446744073709551615s";
+    let max_ms = "18446744073709551615ms";
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["expire", "fleet.t", "--older-than", huge_days],
+            "--older-than",
+        ),
+        (
+            vec!["expire", "fleet.t", "--older-than", max_secs],
+            "--older-than",
+        ),
+        (
+            vec!["expire", "fleet.t", "--older-than", "-1d"],
+            "--older-than",
+        ),
+        (
+            vec!["expire", "fleet.t", "--older-than", "5000000000s"],
+            "--older-than",
+        ),
+        (
+            vec![
+                "expire",
+                "fleet.t",
+                "--older-than",
+                "1d",
+                "--retain-last",
+                "0",
+            ],
+            "--retain-last",
+        ),
+        (
+            vec!["vacuum", "fleet.t", "--older-than", huge_days],
+            "--older-than",
+        ),
+        (
+            vec!["vacuum", "fleet.t", "--older-than", max_secs],
+            "--older-than",
+        ),
+        (
+            vec!["retain", "fleet.t", "--drop-older-than", max_ms],
+            "--drop-older-than",
+        ),
+        (
+            vec!["retain", "fleet.t", "--drop-older-than", huge_days],
+            "--drop-older-than",
+        ),
+        (
+            vec!["maintain", "fleet", "--vacuum-older-than", huge_days],
+            "--vacuum-older-than",
+        ),
+        (
+            vec!["append", "fleet.t", g, "--max-attempts", "0"],
+            "--max-attempts",
+        ),
+        (
+            vec!["append", "fleet.t", g, "--max-attempts", "4294967296"],
+            "--max-attempts",
+        ),
+        (
+            vec!["append", "fleet.t", g, "--commit-timeout", "0"],
+            "--commit-timeout",
+        ),
+        (
+            vec![
+                "append",
+                "fleet.t",
+                g,
+                "--commit-timeout",
+                "18446744073709551615",
+            ],
+            "--commit-timeout",
+        ),
+        (
+            vec!["append", "fleet.t", g, "--commit-timeout", "-5"],
+            "--commit-timeout",
+        ),
+        (vec!["tables", "fleet", "--limit", "0"], "--limit"),
+        (
+            vec!["sync", "--to", c, "--prune-local-older-than", huge_days],
+            "--prune-local-older-than",
+        ),
+        (
+            vec![
+                "sync",
+                "--to",
+                c,
+                "--prune-local-older-than",
+                "1d",
+                "--prune-grace",
+                max_secs,
+            ],
+            "--prune-grace",
+        ),
+        (
+            vec!["sync", "--to", c, "--max-bytes-per-sec", "0"],
+            "--max-bytes-per-sec",
+        ),
+        (
+            vec![
+                "sync",
+                "--to",
+                c,
+                "--max-bytes-per-sec",
+                "99999999999999999999999999",
+            ],
+            "--max-bytes-per-sec",
+        ),
+        (vec!["sql", "SELECT 1", "--partitions", "0"], "--partitions"),
+        (
+            vec!["sql", "SELECT 1", "--partitions", "18446744073709551615"],
+            "--partitions",
+        ),
+        (
+            vec![
+                "sql",
+                "SELECT 1",
+                "--memory-limit",
+                "99999999999999999999999999",
+            ],
+            "--memory-limit",
+        ),
+        (
+            vec![
+                "demo",
+                "--devices",
+                "1",
+                "--commits",
+                "18446744073709551615",
+            ],
+            "--commits",
+        ),
+        (
+            vec!["demo", "--devices", "9223372036854775808", "--commits", "2"],
+            "--devices",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (args, flag) in &cases {
+        let o = floe(url, args);
+        let e = stderr(&o);
+        let first = e.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+        if o.status.success() {
+            wrong.push(format!("{args:?} was accepted"));
+        } else if e.contains("panicked") {
+            wrong.push(format!("{args:?} panicked: {first}"));
+        } else if !first.contains(flag) {
+            wrong.push(format!("{args:?}: the error does not name {flag}: {first}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert_eq!(version_of(url, "fleet.t"), before, "nothing committed");
+    assert!(!cloud.exists(), "nothing synced");
+}

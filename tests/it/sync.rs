@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use floe_catalog::Catalog;
 use floe_sync::LOCAL_WATERMARK;
+use floe_table_format::iceberg::spec::{DataFile, DataFileBuilder};
 use floe_table_format::rewrite::{compact, live_files};
-use floe_table_format::{CommitOptions, Namespace, Table, TableIdent, Warehouse};
+use floe_table_format::{CommitOptions, DataWriter, Namespace, Table, TableIdent, Warehouse};
 use object_store::ObjectStoreExt;
 
 use crate::support::*;
@@ -519,4 +520,72 @@ async fn two_syncs_at_once_never_project_a_commit_twice() {
             .sequence_number();
         assert_eq!(local_watermark(&local), Some(seq), "existing={existing}");
     }
+}
+
+/// `file` as if another engine had written it at `path` (same bytes, same statistics).
+fn moved(file: &DataFile, path: &str) -> DataFile {
+    let mut b = DataFileBuilder::default();
+    b.content(file.content_type())
+        .file_path(path.to_string())
+        .file_format(file.file_format())
+        .partition(file.partition().clone())
+        .partition_spec_id(0)
+        .record_count(file.record_count())
+        .file_size_in_bytes(file.file_size_in_bytes());
+    b.build().unwrap()
+}
+
+/// A local table listing files from other folders (as one registered from another engine
+/// can): two of the same base name, and one under its own `metadata/`. Each lands apart
+/// under the cloud's `data/external/`, none under the cloud's `metadata/`.
+#[tokio::test]
+async fn external_files_of_the_same_name_land_apart_and_never_in_metadata() {
+    let Some((local, cloud)) = pair() else { return };
+    let ident = TableIdent::parse("site_1.dev_ext").unwrap();
+    let mut t = Table::create(&local, &ident, iot_definition())
+        .await
+        .unwrap();
+    let targets = [
+        local.location("ext/x/part-0.parquet"),
+        local.location("ext/y/part-0.parquet"),
+        format!("{}/metadata/part-0.parquet", t.location()),
+    ];
+    let mut files = Vec::new();
+    for (i, target) in targets.iter().enumerate() {
+        let mut w = DataWriter::new(&t).unwrap();
+        let b = rows(w.arrow_schema(), "e", DAY0_US, 10, 1000.0 * i as f64);
+        w.write(b).await.unwrap();
+        let written = w.close().await.unwrap().remove(0);
+        let store = local.store();
+        store
+            .copy(
+                &local.object_path(written.file_path()).unwrap(),
+                &local.object_path(target).unwrap(),
+            )
+            .await
+            .unwrap();
+        files.push(moved(&written, target));
+    }
+    t.append(files, CommitOptions::default()).await.unwrap();
+
+    let got = sync_ok(&local, &cloud, &[]);
+    assert_eq!(got["files_copied"], 3, "{got}");
+    let c = Table::load(&cloud, &ident).await.unwrap();
+    assert_eq!(scan(&c).await, scan(&t).await);
+    assert_cloud_files_present(&c).await;
+    let paths: HashSet<String> = live_files(&c)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.data_file.file_path().to_string())
+        .collect();
+    assert_eq!(paths.len(), 3, "{paths:?}");
+    for p in &paths {
+        assert!(
+            p.starts_with(&format!("{}/data/external/", c.location())),
+            "{p}"
+        );
+    }
+    let again = sync_ok(&local, &cloud, &[]);
+    assert_eq!(again["already_in_sync"], true, "{again}");
 }
