@@ -43,6 +43,12 @@ pub struct ServeArgs {
     /// aggregations spill to disk beyond it.
     #[arg(long, value_name = "SIZE", value_parser = crate::values::size)]
     memory_limit: Option<usize>,
+    /// TLS certificate chain (PEM) for --pg; clients connect with sslmode=require.
+    #[arg(long, value_name = "FILE", requires = "pg_tls_key")]
+    pg_tls_cert: Option<std::path::PathBuf>,
+    /// TLS private key (PEM) for --pg.
+    #[arg(long, value_name = "FILE", requires = "pg_tls_cert")]
+    pg_tls_key: Option<std::path::PathBuf>,
 }
 
 /// `floe principal …`
@@ -119,7 +125,11 @@ pub async fn serve(catalog: Catalog, args: ServeArgs) -> Result<()> {
         statement_timeout: (args.statement_timeout > 0)
             .then(|| Duration::from_secs(args.statement_timeout)),
         session_ttl: Duration::from_secs(args.principal_cache.max(1)),
+        tls: args.pg_tls_cert.clone().zip(args.pg_tls_key.clone()),
     };
+    if let Some((cert, key)) = &pg_config.tls {
+        floe_server::pg::tls_acceptor(cert, key).context("invalid --pg-tls-cert/--pg-tls-key")?;
+    }
     floe_server::serve_all(
         catalog,
         config,

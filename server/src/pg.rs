@@ -66,6 +66,47 @@ pub struct PgConfig {
     pub statement_timeout: Option<Duration>,
     /// How long a principal's session (its namespaces and table listings) is reused.
     pub session_ttl: Duration,
+    /// TLS: the certificate chain and private key (PEM files). Clients that ask for TLS
+    /// (`sslmode=require`) get it; without this, they are told the server has none.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+/// A TLS acceptor from PEM files: the certificate chain and a PKCS#8, PKCS#1 or SEC1 key.
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> std::io::Result<pgwire::tokio::TlsAcceptor> {
+    use std::io::{BufReader, Error, ErrorKind};
+    use tokio_rustls::rustls;
+    let open = |p: &std::path::Path| {
+        std::fs::File::open(p)
+            .map(BufReader::new)
+            .map_err(|e| Error::new(e.kind(), format!("{}: {e}", p.display())))
+    };
+    let certs = rustls_pemfile::certs(&mut open(cert)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::new(ErrorKind::InvalidData, format!("{}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("{}: no PEM certificate in it", cert.display()),
+        ));
+    }
+    let private = rustls_pemfile::private_key(&mut open(key)?)
+        .map_err(|e| Error::new(ErrorKind::InvalidData, format!("{}: {e}", key.display())))?
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidData,
+                format!("{}: no PEM private key in it", key.display()),
+            )
+        })?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .and_then(|b| b.with_no_client_auth().with_single_cert(certs, private))
+    .map_err(|e| Error::new(ErrorKind::InvalidData, format!("TLS setup: {e}")))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Where a principal's session records who it is (set at login).
@@ -481,6 +522,10 @@ pub async fn serve_pg(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+        None => None,
+    };
     let shared = Arc::new(Shared {
         app,
         config,
@@ -510,8 +555,9 @@ pub async fn serve_pg(
                     }
                 };
                 let handlers = handlers.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                    if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                         tracing::info!(%peer, error = %e, "pg connection ended with an error");
                     }
                 });

@@ -24,9 +24,14 @@ struct PgServer {
 
 impl PgServer {
     fn start(warehouse: &str) -> PgServer {
+        Self::start_with(warehouse, &[])
+    }
+
+    fn start_with(warehouse: &str, extra: &[&str]) -> PgServer {
         let mut child = Command::new(floe_bin())
             .args(["--warehouse", warehouse, "serve", "--rest", "127.0.0.1:0"])
             .args(["--pg", "127.0.0.1:0", "--principal-cache", "0"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -46,9 +51,13 @@ impl PgServer {
     }
 
     fn conninfo(&self, credential: &str) -> String {
+        self.conninfo_ssl(credential, "disable")
+    }
+
+    fn conninfo_ssl(&self, credential: &str, sslmode: &str) -> String {
         let (user, password) = credential.split_once(':').unwrap();
         format!(
-            "host=127.0.0.1 port={} user={user} password={password} dbname=floe sslmode=disable",
+            "host=127.0.0.1 port={} user={user} password={password} dbname=floe sslmode={sslmode}",
             self.port
         )
     }
@@ -364,5 +373,63 @@ async fn psycopg_runs_parameterized_queries_and_long_queries_stop() {
     assert_eq!(
         server.rows(&admin, "SELECT count(*) FROM fleet.dev_2"),
         ["120"]
+    );
+}
+
+/// With `--pg-tls-cert/--pg-tls-key`, a client that requires TLS gets it (the password no
+/// longer crosses in clear); without them, such a client is told there is none.
+#[tokio::test]
+async fn tls_is_served_when_configured() {
+    let (_wh, url) = fleet().await;
+    let admin = principal(&url, "ops", "admin");
+    let dir = std::env::temp_dir().join(format!("floe-tls-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is installed");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let require = |server: &PgServer| {
+        Command::new("psql")
+            .args(["-X", "-A", "-t", "-c", "SELECT count(*) FROM fleet.dev_1"])
+            .arg(server.conninfo_ssl(&admin, "require"))
+            .output()
+            .unwrap()
+    };
+    let tls = PgServer::start_with(
+        &url,
+        &[
+            "--pg-tls-cert",
+            cert.to_str().unwrap(),
+            "--pg-tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let out = require(&tls);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "120");
+    drop(tls);
+    let plain = PgServer::start(&url);
+    let out = require(&plain);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("SSL"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
