@@ -63,6 +63,16 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// The same catalog, reading and writing the warehouse through `store` (a cache in
+    /// front of the warehouse's own store, say).
+    pub fn with_store(&self, store: std::sync::Arc<dyn ObjectStore>) -> Result<Self> {
+        Ok(Self {
+            warehouse: Warehouse::with_store(self.warehouse.url(), store)?,
+            sql: self.sql.clone(),
+            rest: self.rest.clone(),
+        })
+    }
+
     /// The catalog of `warehouse`.
     pub fn new(warehouse: Warehouse) -> Self {
         Self {

@@ -43,6 +43,10 @@ pub struct ServeArgs {
     /// aggregations spill to disk beyond it.
     #[arg(long, value_name = "SIZE", value_parser = crate::values::size)]
     memory_limit: Option<usize>,
+    /// Bound of the SQL endpoint's cache of objects that never change (metadata versions,
+    /// manifests, Parquet footers and pages), e.g. 256MiB; 0 turns it off.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = crate::values::size_or_zero)]
+    cache_size: usize,
     /// TLS certificate chain (PEM) for --pg; clients connect with sslmode=require.
     #[arg(long, value_name = "FILE", requires = "pg_tls_key")]
     pg_tls_cert: Option<std::path::PathBuf>,
@@ -126,6 +130,7 @@ pub async fn serve(catalog: Catalog, args: ServeArgs) -> Result<()> {
             .then(|| Duration::from_secs(args.statement_timeout)),
         session_ttl: Duration::from_secs(args.principal_cache.max(1)),
         tls: args.pg_tls_cert.clone().zip(args.pg_tls_key.clone()),
+        cache_bytes: args.cache_size as u64,
     };
     if let Some((cert, key)) = &pg_config.tls {
         floe_server::pg::tls_acceptor(cert, key).context("invalid --pg-tls-cert/--pg-tls-key")?;

@@ -35,6 +35,15 @@ pub fn duration(s: &str) -> Result<DurationArg, String> {
 /// The largest size accepted: 1 PiB.
 const MAX_SIZE: f64 = (1u64 << 50) as f64;
 
+/// Like [`size`], but `0` is accepted (it turns the thing off).
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+pub fn size_or_zero(s: &str) -> Result<usize, String> {
+    if s.trim() == "0" {
+        return Ok(0);
+    }
+    size(s)
+}
+
 /// Parse `64MB`, `64MiB`, `1g`, `512k` or a plain byte count, from one byte to 1 PiB.
 /// Decimal and binary units both mean powers of 1024, as memory sizes usually do.
 pub fn size(s: &str) -> Result<usize, String> {

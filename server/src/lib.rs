@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod cache;
 pub mod error;
 pub mod grants;
 pub mod idempotency;

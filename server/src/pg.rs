@@ -66,6 +66,8 @@ pub struct PgConfig {
     pub statement_timeout: Option<Duration>,
     /// How long a principal's session (its namespaces and table listings) is reused.
     pub session_ttl: Duration,
+    /// The warm cache's byte bound (see [`crate::cache`]); 0 turns it off.
+    pub cache_bytes: u64,
     /// TLS: the certificate chain and private key (PEM files). Clients that ask for TLS
     /// (`sslmode=require`) get it; without this, they are told the server has none.
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
@@ -129,6 +131,9 @@ impl Scope for GrantScope {
 /// What the connections share.
 struct Shared {
     app: Arc<App>,
+    /// The catalog queries read, through the warm cache.
+    catalog: floe_catalog::Catalog,
+    cache: Option<Arc<crate::cache::CachingStore>>,
     config: PgConfig,
     /// Sessions by principal, incarnation and grants, with when they were built.
     sessions: Mutex<HashMap<String, (Instant, Arc<DfSessionService>)>>,
@@ -206,10 +211,16 @@ impl Shared {
             scope: Some(Arc::new(GrantScope(caller.grants.clone()))),
             ..EngineOptions::default()
         };
-        let engine = QueryEngine::open(&self.app.catalog, options)
+        let engine = QueryEngine::open(&self.catalog, options)
             .await
             .map_err(|e| user_error("XX000", e.to_string()))?;
         let ctx: SessionContext = engine.context().clone();
+        if let Some(cache) = &self.cache {
+            ctx.register_udtf(
+                "floe_cache",
+                Arc::new(crate::cache::CacheTable(cache.clone())),
+            );
+        }
         setup_pg_catalog(&ctx, "datafusion", EmptyContextProvider)
             .map_err(|e| user_error("XX000", e.to_string()))?;
         let service = Arc::new(DfSessionService::new(Arc::new(ctx)));
@@ -526,7 +537,22 @@ pub async fn serve_pg(
         Some((cert, key)) => Some(tls_acceptor(cert, key)?),
         None => None,
     };
+    let cache = (config.cache_bytes > 0).then(|| {
+        Arc::new(crate::cache::CachingStore::new(
+            app.catalog.warehouse().store().clone(),
+            config.cache_bytes,
+        ))
+    });
+    let catalog = match &cache {
+        Some(c) => app
+            .catalog
+            .with_store(c.clone())
+            .map_err(std::io::Error::other)?,
+        None => app.catalog.clone(),
+    };
     let shared = Arc::new(Shared {
+        catalog,
+        cache,
         app,
         config,
         sessions: Mutex::new(HashMap::new()),

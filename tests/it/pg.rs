@@ -279,6 +279,32 @@ async fn psql_queries_the_fleet_with_dashboard_sql() {
         server.rows(&admin, "SELECT count(*), max(value) FROM fleet.dev_1"),
         ["125|504"]
     );
+
+    // The warm cache: a repeated query reads its metadata, manifests and Parquet from it,
+    // and the byte bound holds.
+    let stats = |server: &PgServer| -> Vec<u64> {
+        server.rows(
+            &admin,
+            "SELECT hits, misses, bytes, capacity FROM floe_cache()",
+        )[0]
+        .split('|')
+        .map(|v| v.parse().unwrap())
+        .collect()
+    };
+    let q = "SELECT device, sum(value) FROM fleet.all_devices GROUP BY device ORDER BY device";
+    let first = server.rows(&admin, q);
+    let before = stats(&server);
+    assert_eq!(server.rows(&admin, q), first);
+    let after = stats(&server);
+    assert!(after[0] > before[0], "hits grew: {before:?} → {after:?}");
+    assert_eq!(after[1], before[1], "no new misses: {before:?} → {after:?}");
+    assert!(after[2] <= after[3], "within the bound: {after:?}");
+    drop(server);
+    let small = PgServer::start_with(&url, &["--cache-size", "8KiB"]);
+    small.rows(&admin, q);
+    small.rows(&admin, q);
+    let s = stats(&small);
+    assert!(s[2] <= 8192 && s[3] == 8192, "the bound holds: {s:?}");
 }
 
 /// A third party sees only what its grants let it read, through psql: listings,
