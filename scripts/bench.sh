@@ -33,3 +33,7 @@ rest_dir="$(mktemp -d)"
 target/release/floe-bench --warehouse "$rest_dir" rest
 target/release/floe-bench --warehouse "$FLOE_TEST_S3_URL/bench-rest" rest
 rm -rf "$rest_dir"
+# The dashboard case (issue 18): floe serve --pg warm and cold, floe sql, DuckDB on the raw
+# files; eight panels refreshed 20 times.
+"$FLOE_BENCH_PYTHON" scripts/bench_dashboard.py --floe target/release/floe \
+  --warehouse target/bench-dashboard

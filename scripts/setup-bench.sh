@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Creates (once) the venv the benchmark's peers run in: pyiceberg 0.12 (SQLite catalog,
-# pyarrow) and DuckDB, from PyPI. A stamp file makes a rerun instant. Prints the venv's
+# pyarrow), DuckDB (with pytz, for its timestamptz results) and psycopg, from PyPI. A stamp file makes a rerun instant. Prints the venv's
 # python last.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${FLOE_BENCH_VENV:-$REPO/.venv/bench}"
-REQ=('pyiceberg[pyarrow,sql-sqlite,pyiceberg-core,s3fs]==0.12.0' 'duckdb==1.4.4')
+REQ=('pyiceberg[pyarrow,sql-sqlite,pyiceberg-core,s3fs]==0.12.0' 'duckdb==1.4.4' 'psycopg[binary]==3.2.10' 'pytz==2025.2')
 STAMP="$VENV/.floe-stamp"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "${REQ[*]}" ]; then
   echo "installing ${REQ[*]} into $VENV (about a minute) ..." >&2
