@@ -32,30 +32,30 @@ DEVICE = "dev_0007"
 PANELS = [
     ("fleet power, 5 min buckets, last hour",
      "SELECT time_bucket(INTERVAL '5 minutes', ts) AS t, avg(value) AS v FROM fleet.all_devices "
-     "WHERE ts > now() - INTERVAL '1 hour' AND metric = 'power_kw' GROUP BY 1 ORDER BY 1", None),
+     "WHERE ts > {now} - INTERVAL '1 hour' AND metric = 'power_kw' GROUP BY 1 ORDER BY 1", None),
     ("fleet power, hourly, last day",
      "SELECT date_trunc('hour', ts) AS t, avg(value) AS v FROM fleet.all_devices "
-     "WHERE ts > now() - INTERVAL '1 day' AND metric = 'power_kw' GROUP BY 1 ORDER BY 1", None),
+     "WHERE ts > {now} - INTERVAL '1 day' AND metric = 'power_kw' GROUP BY 1 ORDER BY 1", None),
     ("one device, per minute, last hour",
      f"SELECT time_bucket(INTERVAL '1 minute', ts) AS t, metric, avg(value) AS v FROM fleet.{DEVICE} "
-     "WHERE ts > now() - INTERVAL '1 hour' GROUP BY 1, 2 ORDER BY 1, 2", None),
+     "WHERE ts > {now} - INTERVAL '1 hour' GROUP BY 1, 2 ORDER BY 1, 2", None),
     ("one device, 15 min, last day",
      f"SELECT time_bucket(INTERVAL '15 minutes', ts) AS t, max(value) AS v FROM fleet.{DEVICE} "
-     "WHERE ts > now() - INTERVAL '1 day' GROUP BY 1 ORDER BY 1", None),
+     "WHERE ts > {now} - INTERVAL '1 day' GROUP BY 1 ORDER BY 1", None),
     ("latest value per device and metric",
      "SELECT device, metric, last_value(value ORDER BY ts) AS v FROM fleet.all_devices "
-     "WHERE ts > now() - INTERVAL '1 hour' GROUP BY 1, 2 ORDER BY 1, 2",
+     "WHERE ts > {now} - INTERVAL '1 hour' GROUP BY 1, 2 ORDER BY 1, 2",
      "SELECT device, metric, arg_max(value, ts) AS v FROM fleet.all_devices "
-     "WHERE ts > now() - INTERVAL '1 hour' GROUP BY 1, 2 ORDER BY 1, 2"),
+     "WHERE ts > {now} - INTERVAL '1 hour' GROUP BY 1, 2 ORDER BY 1, 2"),
     ("readings per device, last day",
      "SELECT device, count(*) AS n FROM fleet.all_devices "
-     "WHERE ts > now() - INTERVAL '1 day' GROUP BY 1 ORDER BY 1", None),
+     "WHERE ts > {now} - INTERVAL '1 day' GROUP BY 1 ORDER BY 1", None),
     ("peak per device, last hour",
      "SELECT device, max(value) AS v FROM fleet.all_devices "
-     "WHERE ts > now() - INTERVAL '1 hour' AND metric = 'power_kw' GROUP BY 1 ORDER BY 1", None),
+     "WHERE ts > {now} - INTERVAL '1 hour' AND metric = 'power_kw' GROUP BY 1 ORDER BY 1", None),
     ("fleet energy, last day",
      "SELECT sum(value) / 120.0 AS kwh, count(DISTINCT device) AS devices FROM fleet.all_devices "
-     "WHERE ts > now() - INTERVAL '1 day' AND metric = 'power_kw'", None),
+     "WHERE ts > {now} - INTERVAL '1 day' AND metric = 'power_kw'", None),
 ]
 
 
@@ -79,18 +79,27 @@ def norm(rows):
     return out
 
 
+# Every engine answers as of the same instant (as Grafana sends literal times), so their
+# answers can be compared.
+NOW = time.strftime("TIMESTAMPTZ '%Y-%m-%d %H:%M:%S+00:00'", time.gmtime())
+
+
+def at_now(sql):
+    return sql.replace("{now}", NOW)
+
+
 def refresh_pg(conn):
     answers = []
     t0 = time.perf_counter()
     for _, sql, _ in PANELS:
-        answers.append(norm(conn.execute(sql).fetchall()))
+        answers.append(norm(conn.execute(at_now(sql)).fetchall()))
     return time.perf_counter() - t0, answers
 
 
 def refresh_floe_sql(floe, warehouse):
     t0 = time.perf_counter()
     for _, sql, _ in PANELS:
-        run([floe, "--warehouse", warehouse, "sql", "--format", "csv", sql])
+        run([floe, "--warehouse", warehouse, "sql", "--format", "csv", at_now(sql)])
     return time.perf_counter() - t0
 
 
@@ -98,7 +107,7 @@ def refresh_duckdb(con):
     answers = []
     t0 = time.perf_counter()
     for _, sql, duck in PANELS:
-        answers.append(norm(con.execute(duck or sql).fetchall()))
+        answers.append(norm(con.execute(at_now(duck or sql)).fetchall()))
     return time.perf_counter() - t0, answers
 
 
