@@ -523,45 +523,40 @@ impl Catalog {
         grace: std::time::Duration,
         dry_run: bool,
     ) -> Result<floe_table_format::vacuum::VacuumReport> {
-        if self.sql.is_some() {
-            self.check_sole_owner(ident, "vacuum").await?;
-        }
         let mut t = self.load_table(ident).await?;
+        self.check_sole_owner(&t, "vacuum")?;
         Ok(floe_table_format::vacuum::vacuum(&mut t, grace, dry_run).await?)
     }
 
-    /// Before a vacuum or a purge (`verb`) of an SQL-catalog table, where the table's
-    /// metadata (not its name) decides its folder: refuse a folder outside the warehouse,
-    /// or one that also holds another live table (a rename followed by a create with the
-    /// old name makes two tables share a folder). Returns the folder. Nothing to check for
-    /// other catalogs: a table's folder is its name's.
-    pub async fn check_sole_owner(&self, ident: &TableIdent, verb: &str) -> Result<String> {
+    /// Before a vacuum or a purge (`verb`) of `table` (loaded through this catalog), in an
+    /// SQL catalog, where the table's metadata (not its name) decides its folder: refuse a
+    /// folder outside the warehouse, or one that also holds another live table (a rename
+    /// followed by a create with the old name makes two tables share a folder). Nothing to
+    /// check for other catalogs: a table's folder is its name's.
+    pub fn check_sole_owner(&self, table: &floe_table_format::Table, verb: &str) -> Result<()> {
         let Some(sql) = &self.sql else {
-            return Ok(self.warehouse.location(&ident.path()));
+            return Ok(());
         };
-        let root = sql
-            .load_table(&self.warehouse, ident)
-            .await?
-            .location()
-            .trim_end_matches('/')
-            .to_string();
-        floe_table_format::confine::check_inside_warehouse(&self.warehouse, &root, verb)?;
-        let root_key = self.warehouse.object_path(&root)?.to_string();
+        let name = table.name();
+        let root = table.location().trim_end_matches('/');
+        floe_table_format::confine::check_inside_warehouse(&self.warehouse, root, verb)?;
+        let root_key = self.warehouse.object_path(root)?.to_string();
         for (other, metadata_location) in sql.all_tables()? {
             let Ok(key) = self.warehouse.object_path(&metadata_location) else {
                 continue;
             };
-            if other != *ident && key.to_string().starts_with(&format!("{root_key}/")) {
+            if Some(&other) != table.ident() && key.to_string().starts_with(&format!("{root_key}/"))
+            {
                 return Err(floe_table_format::Error::InvalidArgument {
-                    argument: format!("{verb} of {ident}"),
+                    argument: format!("{verb} of {name}"),
                     reason: format!(
-                        "its folder {root} also holds the live table {other}; nothing was deleted (drop {other} first, or drop {ident} without --purge)"
+                        "its folder {root} also holds the live table {other}; nothing was deleted (drop {other} first, or drop {name} without --purge)"
                     ),
                 }
                 .into());
             }
         }
-        Ok(root)
+        Ok(())
     }
 
     /// Drop a table: its version hint and metadata versions are deleted (oldest first, the
@@ -577,7 +572,9 @@ impl Catalog {
                 sql.drop_table(ident)?;
                 return Ok(1);
             }
-            let root = self.check_sole_owner(ident, "purge").await?;
+            let table = sql.load_table(&self.warehouse, ident).await?;
+            self.check_sole_owner(&table, "purge")?;
+            let root = table.location().trim_end_matches('/').to_string();
             sql.drop_table(ident)?;
             let n = self.delete_own_objects(&root, true).await?;
             return Ok(1 + n);

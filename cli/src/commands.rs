@@ -657,8 +657,8 @@ async fn maintain(
     for ident in &tables {
         bar.set_message(ident.to_string());
         let result: Result<Vec<String>> = async {
-            catalog.check_sole_owner(ident, "vacuum").await?;
             let mut t = catalog.load_table(ident).await?;
+            catalog.check_sole_owner(&t, "vacuum")?;
             let r = maintain::maintain(&mut t, &options).await?;
             if let Some(note) = skipped_note(&r.compacted) {
                 bar.suspend(|| eprintln!("note: {ident}: {note}"));

@@ -154,6 +154,21 @@ impl CachingStore {
     }
 }
 
+/// A read's answer from bytes in hand.
+fn answer(
+    bytes: Bytes,
+    meta: ObjectMeta,
+    range: Range<u64>,
+    attributes: object_store::Attributes,
+) -> GetResult {
+    GetResult {
+        payload: GetResultPayload::Stream(futures::stream::once(async { Ok(bytes) }).boxed()),
+        meta,
+        range,
+        attributes,
+    }
+}
+
 /// A plain read (no conditions, not a HEAD) of `location`, keyed by its range.
 fn cache_key(location: &Path, options: &GetOptions) -> Option<String> {
     let plain = !options.head
@@ -190,14 +205,7 @@ impl ObjectStore for CachingStore {
         };
         if let Some((bytes, Some((meta, range)))) = self.lookup(&key) {
             self.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(GetResult {
-                payload: GetResultPayload::Stream(
-                    futures::stream::once(async { Ok(bytes) }).boxed(),
-                ),
-                meta,
-                range,
-                attributes: Default::default(),
-            });
+            return Ok(answer(bytes, meta, range, Default::default()));
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         let got = self.inner.get_opts(location, options).await?;
@@ -205,12 +213,7 @@ impl ObjectStore for CachingStore {
             (got.meta.clone(), got.range.clone(), got.attributes.clone());
         let bytes = got.bytes().await?;
         self.insert(key, bytes.clone(), Some((meta.clone(), range.clone())));
-        Ok(GetResult {
-            payload: GetResultPayload::Stream(futures::stream::once(async { Ok(bytes) }).boxed()),
-            meta,
-            range,
-            attributes,
-        })
+        Ok(answer(bytes, meta, range, attributes))
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {

@@ -231,13 +231,5 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let addr = listener.local_addr()?;
-    let public_url = config
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
-    let app = app(catalog, &config, public_url).map_err(std::io::Error::other)?;
-    axum::serve(listener, router(app, &config))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_all(catalog, config, listener, None, shutdown).await
 }

@@ -382,7 +382,7 @@ pub async fn sync(
                 let report = sync_table(&mut table, cloud, options).await?;
                 let pruned = match prune {
                     Some(p) if !options.dry_run => {
-                        local.check_sole_owner(&ident, "prune").await?;
+                        local.check_sole_owner(&table, "prune")?;
                         Some(prune_local(&mut table, p.older_than, &p.column, p.grace).await?)
                     }
                     _ => None,

@@ -507,21 +507,29 @@ async fn a_drop_touches_only_the_table_it_names() {
     }
 }
 
+/// An SQL catalog on `wh` whose tables `fleet.y` (5 rows) and `fleet.x` (2 rows) share
+/// one folder: a rename keeps the files where they are, and a create with the old name
+/// then uses the same folder. Returns the catalog, `fleet.x` and `fleet.y`.
+async fn sql_catalog_with_a_shared_folder(
+    wh: &floe_table_format::Warehouse,
+) -> (Catalog, TableIdent, TableIdent) {
+    use floe_catalog::sql_backend::SqlBackend;
+    let db = std::env::temp_dir().join(format!("floe-shared-{}.db", uuid::Uuid::new_v4()));
+    let cat = Catalog::with_sql(wh.clone(), SqlBackend::open(&db, "c").unwrap());
+    let x = TableIdent::parse("fleet.x").unwrap();
+    let y = TableIdent::parse("fleet.y").unwrap();
+    let mut t = cat.create_table(&x, iot_definition()).await.unwrap();
+    append_rows(&mut t, 5).await;
+    cat.rename_table(&x, &y).await.unwrap();
+    let mut t = cat.create_table(&x, iot_definition()).await.unwrap();
+    append_rows(&mut t, 2).await;
+    (cat, x, y)
+}
+
 #[tokio::test]
 async fn an_sql_catalog_purge_never_takes_another_live_tables_files() {
-    use floe_catalog::sql_backend::SqlBackend;
     for (backend, wh) in all_warehouses() {
-        let db = std::env::temp_dir().join(format!("floe-purge-{}.db", uuid::Uuid::new_v4()));
-        let cat = Catalog::with_sql(wh.clone(), SqlBackend::open(&db, "c").unwrap());
-        let x = TableIdent::parse("fleet.x").unwrap();
-        let y = TableIdent::parse("fleet.y").unwrap();
-        let mut t = cat.create_table(&x, iot_definition()).await.unwrap();
-        append_rows(&mut t, 5).await;
-        // A rename keeps the files where they are; a create with the old name then uses
-        // the same folder: two live tables share it.
-        cat.rename_table(&x, &y).await.unwrap();
-        let mut t = cat.create_table(&x, iot_definition()).await.unwrap();
-        append_rows(&mut t, 2).await;
+        let (cat, x, y) = sql_catalog_with_a_shared_folder(&wh).await;
         let e = cat.drop_table(&x, true).await.unwrap_err().to_string();
         assert!(e.contains("fleet.y"), "{backend}: {e}");
         assert_eq!(
@@ -699,19 +707,10 @@ async fn a_vacuum_touches_only_the_table_it_names() {
 /// nor a purge deletes anything of a table registered from outside the warehouse.
 #[tokio::test]
 async fn an_sql_catalog_vacuum_never_takes_another_tables_files() {
-    use floe_catalog::sql_backend::SqlBackend;
     use floe_table_format::Table;
     use std::time::Duration;
     for (backend, wh) in all_warehouses() {
-        let db = std::env::temp_dir().join(format!("floe-vacuum-{}.db", uuid::Uuid::new_v4()));
-        let cat = Catalog::with_sql(wh.clone(), SqlBackend::open(&db, "c").unwrap());
-        let x = TableIdent::parse("fleet.x").unwrap();
-        let y = TableIdent::parse("fleet.y").unwrap();
-        let mut t = cat.create_table(&x, iot_definition()).await.unwrap();
-        append_rows(&mut t, 5).await;
-        cat.rename_table(&x, &y).await.unwrap();
-        let mut t = cat.create_table(&x, iot_definition()).await.unwrap();
-        append_rows(&mut t, 2).await;
+        let (cat, x, y) = sql_catalog_with_a_shared_folder(&wh).await;
         for ident in [&x, &y] {
             let e = cat
                 .vacuum_table(ident, Duration::ZERO, false)
