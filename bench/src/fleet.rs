@@ -28,6 +28,7 @@ mod dataset;
 mod ingest;
 mod memory;
 mod query;
+mod sweep;
 
 use commits::commits;
 use dataset::fleet_dataset;
@@ -95,6 +96,8 @@ pub struct FleetBench {
     pub floe_bin: PathBuf,
     /// The gateway build, measured beside `floe_bin` in the memory case.
     pub gateway_bin: Option<PathBuf>,
+    /// Fleet sizes of the sweep case.
+    pub sweep_sizes: Vec<usize>,
 }
 
 const DAY0_US: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
@@ -111,6 +114,17 @@ struct Line {
     system: String,
     median_ms: f64,
     detail: String,
+}
+
+impl Line {
+    fn new(case: String, system: &str, median_ms: f64, detail: String) -> Self {
+        Self {
+            case,
+            system: system.to_string(),
+            median_ms,
+            detail,
+        }
+    }
 }
 
 /// Run the cases and print the table.
@@ -167,6 +181,14 @@ pub async fn fleet(b: FleetBench) -> Result<()> {
         }
         if want("memory") {
             lines.extend(memory_append(&b, &input).await?);
+        }
+    }
+    // The sweep creates fleets of up to 10,000 tables: only when asked for.
+    if b.cases.iter().any(|c| c == "sweep") {
+        let target = format!("file://{}", b.dir.join("sweep").display());
+        lines.extend(sweep::sweep(&b, &target, "file").await?);
+        if let Some(s3) = &b.s3 {
+            lines.extend(sweep::sweep(&b, s3, "s3").await?);
         }
     }
     print_report(&lines);

@@ -72,9 +72,13 @@ enum Command {
         /// Also run the commit case on this S3 prefix, e.g. s3://floe-test/bench.
         #[arg(long)]
         s3: Option<String>,
-        /// Only these cases: commits, query, scan, ingest, memory.
+        /// Only these cases: commits, query, scan, ingest, memory; and sweep, which runs
+        /// only when named (it creates fleets of up to 10,000 tables).
         #[arg(long, value_delimiter = ',')]
         cases: Vec<String>,
+        /// Fleet sizes of the sweep case.
+        #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+        sweep_sizes: Vec<usize>,
         /// The `floe` binary whose append, sync and sql the memory case measures. Default:
         /// the `floe` beside this binary (target/release/floe for a release floe-bench).
         #[arg(long, value_name = "PATH")]
@@ -137,6 +141,7 @@ async fn run(cli: Cli) -> Result<()> {
             cases,
             floe_bin,
             gateway_bin,
+            sweep_sizes,
         } => {
             let floe_bin = match floe_bin {
                 Some(path) => path,
@@ -153,6 +158,7 @@ async fn run(cli: Cli) -> Result<()> {
                 cases,
                 floe_bin,
                 gateway_bin,
+                sweep_sizes,
             })
             .await
         }

@@ -19,6 +19,7 @@
 
 pub mod error;
 pub mod iceberg_catalog;
+mod listing;
 pub mod namespace;
 pub mod rest;
 pub mod rest_api;
@@ -26,11 +27,10 @@ pub mod rest_store;
 pub mod sql;
 pub mod sql_backend;
 
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream::{self, StreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use floe_table_format::ident::validate_name;
 use floe_table_format::version;
 use floe_table_format::{Namespace, Table, TableDefinition, TableIdent, Warehouse};
 
@@ -123,208 +123,6 @@ impl Catalog {
     /// The warehouse.
     pub fn warehouse(&self) -> &Warehouse {
         &self.warehouse
-    }
-
-    /// Sub-folders of a relative prefix whose names are valid Floe names (anything else in
-    /// the warehouse — a `.crc` file, a foreign folder — is not Floe's and is skipped).
-    async fn children(&self, relative: &str) -> Result<Vec<String>> {
-        let location = self.warehouse.location(relative);
-        let prefix: Path = self.warehouse.object_path(&location)?;
-        let store = self.warehouse.store();
-        let listed = store
-            .list_with_delimiter(Some(&prefix))
-            .await
-            .map_err(|source| floe_table_format::Error::List {
-                location: location.clone(),
-                source,
-            })?;
-        let mut names: Vec<String> = listed
-            .common_prefixes
-            .iter()
-            .filter_map(|p| p.filename().map(str::to_string))
-            .filter(|n| validate_name(n).is_ok())
-            .collect();
-        names.sort();
-        Ok(names)
-    }
-
-    async fn kind(&self, relative: &str) -> Result<FolderKind> {
-        let location = self.warehouse.location(relative);
-        let store = self.warehouse.store();
-        // Fast path, one HEAD: every Floe table has a version hint (a drop deletes it
-        // first). Without one, look closer.
-        let hint = self
-            .warehouse
-            .object_path(&version::hint_location(&location))?;
-        match store.head(&hint).await {
-            Ok(_) => return Ok(FolderKind::Table),
-            Err(object_store::Error::NotFound { .. }) => {}
-            Err(source) => {
-                return Err(floe_table_format::Error::Read {
-                    location: version::hint_location(&location),
-                    source,
-                }
-                .into())
-            }
-        }
-        let prefix = self.warehouse.object_path(&location)?;
-        let listed = store
-            .list_with_delimiter(Some(&prefix))
-            .await
-            .map_err(|source| floe_table_format::Error::List {
-                location: location.clone(),
-                source,
-            })?;
-        let has = |name: &str| {
-            listed
-                .common_prefixes
-                .iter()
-                .any(|p| p.filename() == Some(name))
-        };
-        if has("metadata") {
-            // Versions decide (local file systems keep empty folders after a drop).
-            if !version::list_versions(&self.warehouse, &location)
-                .await?
-                .is_empty()
-            {
-                return Ok(FolderKind::Table);
-            }
-            return Ok(FolderKind::Remains);
-        }
-        if has("data") {
-            return Ok(FolderKind::Remains);
-        }
-        Ok(FolderKind::Namespace)
-    }
-
-    async fn classified_children(&self, relative: &str) -> Result<Vec<(String, FolderKind)>> {
-        let names = self.children(relative).await?;
-        stream::iter(names)
-            .map(|name| async move {
-                let child = if relative.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{relative}/{name}")
-                };
-                self.kind(&child).await.map(|k| (name, k))
-            })
-            .buffered(LIST_CONCURRENCY)
-            .try_collect()
-            .await
-    }
-
-    /// Namespaces directly under `parent` (or at the root).
-    pub async fn list_namespaces(&self, parent: Option<&Namespace>) -> Result<Vec<Namespace>> {
-        if let Some(sql) = &self.sql {
-            return sql.list_namespaces(parent);
-        }
-        if let Some(rest) = &self.rest {
-            return rest.list_namespaces(parent).await;
-        }
-        let relative = parent.map(|p| p.path()).unwrap_or_default();
-        let mut out = Vec::new();
-        for (name, kind) in self.classified_children(&relative).await? {
-            if kind == FolderKind::Namespace {
-                let mut parts: Vec<String> = parent.map(|p| p.parts().to_vec()).unwrap_or_default();
-                parts.push(name);
-                out.push(Namespace::new(parts)?);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Every namespace, depth first.
-    pub async fn list_all_namespaces(&self) -> Result<Vec<Namespace>> {
-        let mut out = Vec::new();
-        let mut todo = self.list_namespaces(None).await?;
-        todo.reverse();
-        while let Some(ns) = todo.pop() {
-            let mut kids = self.list_namespaces(Some(&ns)).await?;
-            out.push(ns);
-            kids.reverse();
-            todo.extend(kids);
-        }
-        Ok(out)
-    }
-
-    /// Tables directly in `namespace`, sorted by name.
-    pub async fn list_tables(&self, namespace: &Namespace) -> Result<Vec<TableIdent>> {
-        if let Some(sql) = &self.sql {
-            return sql.list_tables(namespace);
-        }
-        if let Some(rest) = &self.rest {
-            return rest.list_tables(namespace).await;
-        }
-        let mut out = Vec::new();
-        for (name, kind) in self.classified_children(&namespace.path()).await? {
-            if kind == FolderKind::Table {
-                if let Ok(ident) = TableIdent::new(namespace.clone(), name) {
-                    out.push(ident);
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// One page of the tables in `namespace`, in name order: at most `limit` tables whose
-    /// names sort after `after`, and the name to pass as `after` for the next page (None
-    /// on the last page). Only as many folders are examined as the page needs. A `limit`
-    /// of 0 is refused: no page could make progress.
-    pub async fn list_tables_page(
-        &self,
-        namespace: &Namespace,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<(Vec<TableIdent>, Option<String>)> {
-        if limit == 0 {
-            return Err(floe_table_format::Error::InvalidArgument {
-                argument: "page limit".into(),
-                reason: "must be at least 1".into(),
-            }
-            .into());
-        }
-        if self.sql.is_some() || self.rest.is_some() {
-            let all: Vec<TableIdent> = self
-                .list_tables(namespace)
-                .await?
-                .into_iter()
-                .filter(|t| after.is_none_or(|a| t.name() > a))
-                .collect();
-            let next = (all.len() > limit).then(|| all[limit - 1].name().to_string());
-            return Ok((all.into_iter().take(limit).collect(), next));
-        }
-        let relative = namespace.path();
-        let names: Vec<String> = self
-            .children(&relative)
-            .await?
-            .into_iter()
-            .filter(|n| after.is_none_or(|a| n.as_str() > a))
-            .collect();
-        let mut out = Vec::new();
-        let mut last_examined = None;
-        for chunk in names.chunks(LIST_CONCURRENCY) {
-            let kinds: Vec<FolderKind> = stream::iter(chunk)
-                .map(|name| self.kind_of(&relative, name))
-                .buffered(LIST_CONCURRENCY)
-                .try_collect()
-                .await?;
-            for (name, kind) in chunk.iter().zip(kinds) {
-                if out.len() == limit {
-                    return Ok((out, last_examined));
-                }
-                last_examined = Some(name.clone());
-                if kind == FolderKind::Table {
-                    if let Ok(ident) = TableIdent::new(namespace.clone(), name.clone()) {
-                        out.push(ident);
-                    }
-                }
-            }
-        }
-        Ok((out, None))
-    }
-
-    async fn kind_of(&self, parent: &str, name: &str) -> Result<FolderKind> {
-        self.kind(&format!("{parent}/{name}")).await
     }
 
     /// Create a table.
@@ -635,7 +433,9 @@ impl Catalog {
                 .into()),
             }
         };
-        // The head goes first, so a drop cut short leaves remains, never a half table.
+        // The index marker goes first, then the head, so a drop cut short leaves remains,
+        // never a half table nor a marker of a table that is gone.
+        floe_table_format::index::remove(&self.warehouse, ident).await?;
         delete(version::hint_location(&location)).await?;
         for v in &versions {
             delete(version::metadata_location(&location, *v)).await?;

@@ -588,6 +588,9 @@ async fn snapshots(catalog: &Catalog, name: &str, json: bool) -> Result<()> {
 }
 
 async fn check(catalog: &Catalog, name: &str, json: bool) -> Result<()> {
+    if let Some(ns) = crate::namespaces::namespace_to_check(catalog, name).await? {
+        return crate::namespaces::check_index(catalog, &ns, json).await;
+    }
     let ident = TableIdent::parse(name)?;
     if catalog.sql_backend().is_some() {
         bail!("floe check verifies warehouse-catalog tables (vN.metadata.json history); {ident} is recorded in an SQL catalog");

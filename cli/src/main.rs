@@ -137,9 +137,10 @@ enum Command {
     },
     /// Verify a table end to end: version history, hint, manifests, every data file and
     /// its recorded size, and the snapshot's counts. Prints one problem per line; exits
-    /// non-zero if there is any.
+    /// non-zero if there is any. Given a namespace, checks its table index and repairs it
+    /// (tables a crashed create left out, markers of tables that are gone).
     Check {
-        /// NAMESPACE.TABLE
+        /// NAMESPACE.TABLE, or NAMESPACE
         table: String,
         /// Print the result as JSON.
         #[arg(long)]

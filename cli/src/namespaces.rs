@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use floe_catalog::{Catalog, NamespaceDoc, NamespaceUpdate, TableTemplate};
 use floe_table_format::schema::{self, DEFAULT_PARTITION};
-use floe_table_format::Namespace;
+use floe_table_format::{Namespace, TableIdent};
 use serde_json::json;
 
 use crate::{NamespaceCommand, NamespaceSetArgs};
@@ -154,6 +154,53 @@ pub async fn run(catalog: &Catalog, cmd: NamespaceCommand) -> Result<()> {
             catalog.update_namespace(&ns, &change).await?;
             println!("updated namespace {ns}");
         }
+    }
+    Ok(())
+}
+
+/// `floe check NS`: the name is a namespace (and no table of that name exists).
+pub(crate) async fn namespace_to_check(catalog: &Catalog, name: &str) -> Result<Option<Namespace>> {
+    let Ok(ns) = Namespace::parse(name) else {
+        return Ok(None);
+    };
+    if let Ok(ident) = TableIdent::parse(name) {
+        match catalog.load_table(&ident).await {
+            Err(floe_catalog::Error::Table(floe_table_format::Error::TableNotFound { .. })) => {}
+            _ => return Ok(None),
+        }
+    }
+    Ok(catalog.namespace_exists(&ns).await?.then_some(ns))
+}
+
+/// Check and repair a namespace's table index (spec: catalog.md, "The table index").
+pub(crate) async fn check_index(catalog: &Catalog, ns: &Namespace, json: bool) -> Result<()> {
+    if catalog.sql_backend().is_some() {
+        bail!("floe check {ns}: an SQL catalog records its tables itself; there is no table index to check");
+    }
+    let repair = catalog.repair_index(ns).await?;
+    if json {
+        println!(
+            "{}",
+            json!({"namespace": ns.to_string(), "recorded": repair.recorded, "removed": repair.removed})
+        );
+        return Ok(());
+    }
+    for t in &repair.recorded {
+        println!(
+            "{ns}.{t}: was missing from the table index, or recorded with an old schema: recorded"
+        );
+    }
+    for t in &repair.removed {
+        println!("{ns}.{t}: the table index named a table that is gone: marker removed");
+    }
+    if repair.recorded.is_empty() && repair.removed.is_empty() {
+        println!("{ns}: table index ok");
+    } else {
+        println!(
+            "{ns}: table index repaired ({} recorded, {} removed)",
+            repair.recorded.len(),
+            repair.removed.len()
+        );
     }
     Ok(())
 }

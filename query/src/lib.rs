@@ -16,6 +16,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::CatalogProvider;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::SessionStateBuilder;
@@ -31,6 +32,7 @@ pub mod namespace;
 pub mod predicate;
 pub mod provider;
 pub mod scan;
+pub mod session;
 
 pub use scan::ScanSummary;
 
@@ -112,44 +114,96 @@ pub struct EngineOptions {
 /// A DataFusion session over a Floe catalog.
 pub struct QueryEngine {
     ctx: SessionContext,
+    catalog: Arc<Catalog>,
+    provider: Arc<session::FloeCatalogProvider>,
+    /// Whether the bit names of the namespaces' properties are registered.
+    bits_loaded: std::sync::atomic::AtomicBool,
 }
 
 impl QueryEngine {
-    /// A session with every namespace of `catalog` registered as a schema.
+    /// A session over `catalog` that reads only what each query needs: a name like
+    /// `fleet.dev_0042` loads that table alone, `fleet.all_devices` reads the namespace's
+    /// table index, and the warehouse is listed only for a query of `information_schema`
+    /// or `pg_catalog`, or `SHOW` (see [`Self::prepare`]).
     pub async fn open(catalog: &Catalog, options: EngineOptions) -> Result<Self> {
-        let engine = Self::empty(&options)?;
+        let ctx = Self::context_for(&options)?;
         let catalog = Arc::new(catalog.clone());
-        let df_catalog = engine
-            .ctx
-            .catalog("datafusion")
-            .expect("the default catalog exists");
-        let mut properties = Vec::new();
-        for ns in catalog.list_all_namespaces().await? {
-            if options.scope.as_ref().is_some_and(|s| !s.sees(&ns)) {
-                continue;
+        let provider = Arc::new(session::FloeCatalogProvider::new(
+            catalog.clone(),
+            options.scan,
+            options.scope.clone(),
+        ));
+        // DataFusion's empty `public` schema stays (clients expect it); the default
+        // schema it made for the default namespace would hide the namespace.
+        let default_ns = options.default_namespace.as_ref().map(ToString::to_string);
+        if let Some(public) = ctx.catalog("datafusion").and_then(|c| c.schema("public")) {
+            if default_ns.as_deref() != Some("public") {
+                provider.register_schema("public", public)?;
             }
-            match catalog.describe_namespace(&ns).await {
+        }
+        ctx.register_catalog("datafusion", provider.clone());
+        functions::register(&ctx, functions::BitNames::default());
+        Ok(Self {
+            ctx,
+            catalog,
+            provider,
+            bits_loaded: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// A session as [`Self::open`] with every namespace and table listed now and the bit
+    /// names loaded, for clients that browse the catalog themselves (the Postgres
+    /// endpoint's `pg_catalog`).
+    pub async fn open_listed(catalog: &Catalog, options: EngineOptions) -> Result<Self> {
+        let engine = Self::open(catalog, options).await?;
+        engine.list().await?;
+        Ok(engine)
+    }
+
+    /// List every namespace and table the session may see, and load the bit names of
+    /// their properties.
+    async fn list(&self) -> Result<()> {
+        let namespaces = self.provider.list().await?;
+        let mut properties = Vec::new();
+        for ns in namespaces {
+            match self.catalog.describe_namespace(&ns).await {
                 Ok(doc) => properties.push((ns.to_string(), doc.properties)),
                 Err(floe_catalog::Error::NamespaceNotFound { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
-            let schema = namespace::NamespaceSchema::open(
-                catalog.clone(),
-                ns.clone(),
-                options.scan,
-                options.scope.clone(),
-            )
-            .await?;
-            df_catalog.register_schema(&ns.to_string(), Arc::new(schema))?;
         }
         functions::register(
-            &engine.ctx,
+            &self.ctx,
             functions::BitNames::from_properties(properties.iter().map(|(n, p)| (n.clone(), p))),
         );
-        Ok(engine)
+        self.bits_loaded
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
-    fn empty(options: &EngineOptions) -> Result<Self> {
+    /// Read what a statement needs before it is planned: the listing of the warehouse when
+    /// it reads `information_schema` or `pg_catalog` (or is a `SHOW`), and the bit names
+    /// when it calls a `bit_` function. Planning then loads the tables it names.
+    pub async fn prepare(&self, query: &str) -> Result<()> {
+        let state = self.ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let Ok(statement) = state.sql_to_statement(query, &dialect) else {
+            return Ok(()); // planning reports the error
+        };
+        let references = state.resolve_table_references(&statement)?;
+        let browses = references.iter().any(|r| {
+            matches!(r.schema(), Some(s) if s.eq_ignore_ascii_case("information_schema")
+                || s.eq_ignore_ascii_case("pg_catalog"))
+        });
+        let bits = query.to_ascii_lowercase().contains("bit_")
+            && !self.bits_loaded.load(std::sync::atomic::Ordering::Relaxed);
+        if browses || bits {
+            self.list().await?;
+        }
+        Ok(())
+    }
+
+    fn context_for(options: &EngineOptions) -> Result<SessionContext> {
         let mut runtime = RuntimeEnvBuilder::new();
         if let Some(limit) = options.memory_limit {
             let pool = TrackConsumersPool::new(
@@ -181,9 +235,7 @@ impl QueryEngine {
             .with_runtime_env(runtime.build_arc()?)
             .with_default_features()
             .build();
-        Ok(Self {
-            ctx: SessionContext::new_with_state(state),
-        })
+        Ok(SessionContext::new_with_state(state))
     }
 
     /// The DataFusion session.
@@ -193,6 +245,7 @@ impl QueryEngine {
 
     /// Plan a statement.
     pub async fn dataframe(&self, query: &str) -> Result<DataFrame> {
+        self.prepare(query).await?;
         Ok(self.ctx.sql(query).await?)
     }
 

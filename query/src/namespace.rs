@@ -23,7 +23,7 @@ use floe_catalog::Catalog;
 use floe_table_format::{Namespace, TableIdent};
 
 use crate::metadata::{metadata_table, MetadataTable};
-use crate::provider::{FleetMember, FleetProvider, FloeTableProvider};
+use crate::provider::{FleetMember, FleetProvider, FloeTableProvider, MemberLoader};
 use crate::{ScanOptions, Scope, ALL_DEVICES};
 
 /// Tables loaded at once for a fleet view.
@@ -146,29 +146,34 @@ pub struct NamespaceSchema {
 }
 
 impl NamespaceSchema {
-    /// A schema over `namespace`, listing its tables now.
-    pub async fn open(
+    /// A schema over `namespace`; its tables are listed by [`Self::list`] or a fleet view.
+    pub fn new(
         catalog: Arc<Catalog>,
         namespace: Namespace,
         options: ScanOptions,
         scope: Option<Arc<dyn Scope>>,
-    ) -> crate::Result<Self> {
-        let mut schema = Self {
+    ) -> Self {
+        Self {
             catalog,
             namespace,
             options,
             scope,
             names: Mutex::new(Vec::new()),
-        };
-        let idents = schema.catalog.list_tables(&schema.namespace).await?;
-        schema.names = Mutex::new(
-            schema
-                .readable(idents)
-                .into_iter()
-                .map(|t| t.name().to_string())
-                .collect(),
-        );
-        Ok(schema)
+        }
+    }
+
+    /// List the namespace's tables (for `SHOW TABLES` and `information_schema`).
+    pub async fn list(&self) -> crate::Result<()> {
+        let idents = self.catalog.list_tables(&self.namespace).await?;
+        let names = self
+            .readable(idents)
+            .into_iter()
+            .map(|t| t.name().to_string())
+            .collect();
+        if let Ok(mut n) = self.names.lock() {
+            *n = names;
+        }
+        Ok(())
     }
 
     /// The tables of a listing the scope lets the session read.
@@ -198,21 +203,7 @@ impl NamespaceSchema {
     }
 
     async fn load(&self, name: &str) -> DFResult<Option<iceberg::table::Table>> {
-        let Ok(ident) = TableIdent::new(self.namespace.clone(), name) else {
-            return Ok(None);
-        };
-        match self.catalog.load_table(&ident).await {
-            Ok(t) => Ok(Some(
-                t.iceberg()
-                    .map_err(|e| DataFusionError::External(Box::new(e)))?,
-            )),
-            Err(floe_catalog::Error::Table(floe_table_format::Error::TableNotFound { .. })) => {
-                Ok(None)
-            }
-            Err(e) => Err(DataFusionError::External(
-                format!("load {}: {e}", self.label(name)).into(),
-            )),
-        }
+        load_table(&self.catalog, &self.namespace, name).await
     }
 
     async fn fleet(&self, as_of: AsOf) -> DFResult<Arc<dyn TableProvider>> {
@@ -222,18 +213,33 @@ impl NamespaceSchema {
                 self.label(ALL_DEVICES)
             )));
         }
-        let idents = self.readable(
-            self.catalog
-                .list_tables(&self.namespace)
-                .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))?,
-        );
+        // The index gives each table's schema without reading the table: those tables are
+        // loaded by the scan, and only if its filters on `device` keep them. Time travel
+        // needs each table's history, so it loads them all here.
+        let listed: Vec<(TableIdent, Option<Arc<iceberg::spec::Schema>>)> = self
+            .catalog
+            .list_tables_indexed(&self.namespace)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?
+            .into_iter()
+            .filter(|(t, _)| self.scope.as_ref().is_none_or(|s| s.reads(t)))
+            .collect();
         if let Ok(mut names) = self.names.lock() {
-            *names = idents.iter().map(|t| t.name().to_string()).collect();
+            *names = listed.iter().map(|(t, _)| t.name().to_string()).collect();
         }
-        let members: Vec<Option<FleetMember>> = stream::iter(idents)
-            .map(|ident| async move {
+        let members: Vec<Option<FleetMember>> = stream::iter(listed)
+            .map(|(ident, indexed)| async move {
                 let name = ident.name().to_string();
+                if let (AsOf::Current, Some(schema)) = (as_of, indexed) {
+                    let schema = iceberg::arrow::schema_to_arrow_schema(&schema)
+                        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                    return Ok(Some(FleetMember {
+                        name: name.into(),
+                        table: None,
+                        snapshot_id: None,
+                        schema: Arc::new(schema),
+                    }));
+                }
                 let Some(table) = self.load(&name).await? else {
                     return Ok(None); // dropped since the listing
                 };
@@ -249,7 +255,7 @@ impl NamespaceSchema {
                 )?;
                 Ok::<_, DataFusionError>(Some(FleetMember {
                     name: name.into(),
-                    table,
+                    table: Some(table),
                     snapshot_id: Some(snapshot_id),
                     schema: provider.schema(),
                 }))
@@ -257,11 +263,55 @@ impl NamespaceSchema {
             .buffered(LOAD_CONCURRENCY)
             .try_collect()
             .await?;
+        let loader = Arc::new(Loader {
+            catalog: self.catalog.clone(),
+            namespace: self.namespace.clone(),
+        });
         Ok(Arc::new(FleetProvider::try_new(
             self.label(ALL_DEVICES),
             members.into_iter().flatten().collect(),
             self.options,
+            Some(loader),
         )?))
+    }
+}
+
+/// Load `namespace.name` as an iceberg table; None when it does not exist.
+async fn load_table(
+    catalog: &Catalog,
+    namespace: &Namespace,
+    name: &str,
+) -> DFResult<Option<iceberg::table::Table>> {
+    let Ok(ident) = TableIdent::new(namespace.clone(), name) else {
+        return Ok(None);
+    };
+    match catalog.load_table(&ident).await {
+        Ok(t) => Ok(Some(
+            t.iceberg()
+                .map_err(|e| DataFusionError::External(Box::new(e)))?,
+        )),
+        Err(floe_catalog::Error::Table(floe_table_format::Error::TableNotFound { .. })) => Ok(None),
+        Err(e) => Err(DataFusionError::External(
+            format!("load {namespace}.{name}: {e}").into(),
+        )),
+    }
+}
+
+/// Loads the fleet members a scan keeps (see [`MemberLoader`]).
+#[derive(Debug)]
+struct Loader {
+    catalog: Arc<Catalog>,
+    namespace: Namespace,
+}
+
+#[async_trait]
+impl MemberLoader for Loader {
+    async fn load(&self, name: &str) -> DFResult<Option<(iceberg::table::Table, i64)>> {
+        let Some(table) = load_table(&self.catalog, &self.namespace, name).await? else {
+            return Ok(None);
+        };
+        let snapshot = table.metadata().current_snapshot().map(|s| s.snapshot_id());
+        Ok(snapshot.map(|id| (table, id)))
     }
 }
 

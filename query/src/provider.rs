@@ -146,12 +146,30 @@ impl TableProvider for FloeTableProvider {
 pub struct FleetMember {
     /// The table's name: the value of the `device` column.
     pub name: Arc<str>,
-    /// The table.
-    pub table: iceberg::table::Table,
+    /// The table, or None while only the namespace's table index has been read: it is
+    /// loaded by the scan, and only if the filters on `device` keep it.
+    pub table: Option<iceberg::table::Table>,
     /// The snapshot to read (None: current).
     pub snapshot_id: Option<i64>,
-    /// The Arrow schema of that snapshot.
+    /// The Arrow schema of that snapshot (for a member not loaded yet, the schema the
+    /// index records for the table).
     pub schema: SchemaRef,
+}
+
+/// Loads the fleet members a scan keeps that were not loaded when the view was built.
+#[async_trait]
+pub trait MemberLoader: Send + Sync + std::fmt::Debug {
+    /// The table `name` and its current snapshot; None when it was dropped since the
+    /// listing or has no data yet.
+    async fn load(&self, name: &str) -> DFResult<Option<(iceberg::table::Table, i64)>>;
+}
+
+/// A kept member, loaded: its table, snapshot and Arrow schema.
+struct Loaded {
+    name: Arc<str>,
+    table: iceberg::table::Table,
+    snapshot_id: Option<i64>,
+    schema: SchemaRef,
 }
 
 /// `NAMESPACE.all_devices`: every table of a namespace, with its name as column `device`.
@@ -166,15 +184,18 @@ pub struct FleetProvider {
     members: Vec<FleetMember>,
     schema: SchemaRef,
     options: ScanOptions,
+    loader: Option<Arc<dyn MemberLoader>>,
 }
 
 impl FleetProvider {
     /// Build the view; fails if two tables disagree on a column's type or a table has its
-    /// own `device` column.
+    /// own `device` column. Members without a table are loaded by `loader` when a scan
+    /// keeps them.
     pub fn try_new(
         label: String,
         mut members: Vec<FleetMember>,
         options: ScanOptions,
+        loader: Option<Arc<dyn MemberLoader>>,
     ) -> DFResult<Self> {
         members.sort_by(|a, b| a.name.cmp(&b.name));
         let mut fields = vec![Field::new(DEVICE_COLUMN, DataType::Utf8, false)];
@@ -210,7 +231,59 @@ impl FleetProvider {
             members,
             schema: Arc::new(Schema::new(fields)),
             options,
+            loader,
         })
+    }
+
+    /// A kept member, loaded if it was not yet; None when it has nothing to read. A
+    /// member loaded now is checked against the view's columns (its schema may have
+    /// changed since the index recorded it): a column of another type is an error naming
+    /// the table, a column the view lacks is not read.
+    async fn load(&self, m: FleetMember) -> DFResult<Option<Loaded>> {
+        if let Some(table) = &m.table {
+            return Ok(Some(Loaded {
+                name: m.name.clone(),
+                table: table.clone(),
+                snapshot_id: m.snapshot_id,
+                schema: m.schema.clone(),
+            }));
+        }
+        let Some(loader) = &self.loader else {
+            return Ok(None);
+        };
+        let Some((table, snapshot_id)) = loader.load(&m.name).await? else {
+            return Ok(None);
+        };
+        let schema = FloeTableProvider::try_new(
+            m.name.to_string(),
+            table.clone(),
+            Some(snapshot_id),
+            self.options,
+        )?
+        .schema();
+        let mut fields = Vec::new();
+        for f in schema.fields() {
+            match self.schema.field_with_name(f.name()) {
+                Ok(view) if view.data_type() == f.data_type() => fields.push(f.clone()),
+                Ok(view) => {
+                    return Err(DataFusionError::Plan(format!(
+                        "{}: column `{}` is {} in the fleet view but {} in table {}",
+                        self.label,
+                        f.name(),
+                        view.data_type(),
+                        f.data_type(),
+                        m.name
+                    )))
+                }
+                Err(_) => {}
+            }
+        }
+        Ok(Some(Loaded {
+            name: m.name.clone(),
+            table,
+            snapshot_id: Some(snapshot_id),
+            schema: Arc::new(Schema::new(fields)),
+        }))
     }
 
     /// Which members the filters on `device` alone keep.
@@ -290,34 +363,50 @@ impl TableProvider for FleetProvider {
             .cloned()
             .collect();
         let limit = limit.filter(|_| filters.is_empty());
-        let requests: Vec<ScanRequest> = self
+        let pruning = self.options.pruning;
+        let kept: Vec<FleetMember> = self
             .members
             .iter()
             .zip(&keep)
             .filter(|(_, k)| **k)
-            .map(|(m, _)| {
+            .map(|(m, _)| m.clone())
+            .collect();
+        let loaded: Vec<Loaded> = stream::iter(kept)
+            .map(|m| self.load(m))
+            .buffered(PLAN_CONCURRENCY)
+            .try_collect::<Vec<_>>()
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        let totals: Vec<_> = loaded
+            .iter()
+            .map(|l| snapshot_totals(&l.table, l.snapshot_id))
+            .collect();
+        let requests: Vec<ScanRequest> = loaded
+            .iter()
+            .map(|l| {
                 let own: Vec<Expr> = data_filters
                     .iter()
-                    .filter(|f| columns_in(f, &m.schema))
+                    .filter(|f| columns_in(f, &l.schema))
                     .cloned()
                     .collect();
                 ScanRequest {
-                    label: format!("{}.{}", namespace_of(&self.label), m.name),
-                    device: Some(m.name.clone()),
-                    table: m.table.clone(),
-                    snapshot_id: m.snapshot_id,
+                    label: format!("{}.{}", namespace_of(&self.label), l.name),
+                    device: Some(l.name.clone()),
+                    table: l.table.clone(),
+                    snapshot_id: l.snapshot_id,
                     columns: output
                         .fields()
                         .iter()
                         .map(|f| f.name().clone())
-                        .filter(|c| c != DEVICE_COLUMN && m.schema.field_with_name(c).is_ok())
+                        .filter(|c| c != DEVICE_COLUMN && l.schema.field_with_name(c).is_ok())
                         .collect(),
-                    predicate: filters_to_predicate(&own, &m.schema),
+                    predicate: filters_to_predicate(&own, &l.schema),
                     limit,
                 }
             })
             .collect();
-        let pruning = self.options.pruning;
         let tables = stream::iter(requests)
             .map(|r| plan_table(r, pruning))
             .buffered(PLAN_CONCURRENCY)
@@ -326,11 +415,6 @@ impl TableProvider for FleetProvider {
         let predicate = filters_to_predicate(&data_filters, &self.schema)
             .filter(|_| pruning)
             .map(|p| p.to_string());
-        let totals: Vec<_> = self
-            .members
-            .iter()
-            .map(|m| snapshot_totals(&m.table, m.snapshot_id))
-            .collect();
         let summary = ScanSummary {
             label: self.label.clone(),
             tables_total: self.members.len() as u64,

@@ -211,7 +211,7 @@ impl Shared {
             scope: Some(Arc::new(GrantScope(caller.grants.clone()))),
             ..EngineOptions::default()
         };
-        let engine = QueryEngine::open(&self.catalog, options)
+        let engine = QueryEngine::open_listed(&self.catalog, options)
             .await
             .map_err(|e| user_error("XX000", e.to_string()))?;
         let ctx: SessionContext = engine.context().clone();

@@ -262,6 +262,7 @@ impl Table {
                         };
                         self.adopt(won.clone(), metadata);
                         self.head.after_win(&won).await;
+                        self.reindex(&base_metadata).await;
                         if let Some(list) = cleanup.written_list.clone() {
                             self.list_cache = Some(list);
                         }
@@ -309,6 +310,20 @@ impl Table {
                 }
                 state.elapsed = started.elapsed();
             }
+        }
+    }
+
+    /// After a commit that changed the current schema of a warehouse-catalog table, move
+    /// its marker in the namespace index (see [`crate::index`]).
+    async fn reindex(&self, base: &TableMetadata) {
+        if self.head.layout() != crate::head::HADOOP_LAYOUT
+            || base.current_schema_id() == self.metadata.current_schema_id()
+        {
+            return;
+        }
+        if let Some(ident) = &self.ident {
+            crate::index::record_quietly(&self.warehouse, ident, self.metadata.current_schema())
+                .await;
         }
     }
 

@@ -123,10 +123,13 @@ impl HadoopHead {
     }
 }
 
+/// The layout name of [`HadoopHead`].
+pub const HADOOP_LAYOUT: &str = "version sequence";
+
 #[async_trait]
 impl HeadStore for HadoopHead {
     fn layout(&self) -> &'static str {
-        "version sequence"
+        HADOOP_LAYOUT
     }
 
     async fn current(&self, known: Option<&Head>) -> Result<Option<Head>> {

@@ -36,6 +36,7 @@ pub mod error;
 pub mod external;
 pub mod head;
 pub mod ident;
+pub mod index;
 pub mod ingest;
 pub mod intent;
 pub mod maintain;

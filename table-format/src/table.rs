@@ -210,6 +210,7 @@ async fn claim_first(
             metadata_location: table.metadata_location.clone(),
         })
         .await;
+    crate::index::record_quietly(warehouse, ident, table.metadata.current_schema()).await;
     Ok(table)
 }
 

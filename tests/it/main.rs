@@ -18,6 +18,7 @@ mod maintenance;
 mod operation_faults;
 mod operation_interleavings;
 mod pg;
+mod planning;
 mod race;
 mod rest;
 mod roundtrip;
