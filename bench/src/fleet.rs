@@ -47,7 +47,8 @@ pub struct Scale {
     ingest_rows: usize,
 }
 
-/// `small` (a few minutes on 2 cores), `medium`, `large`.
+/// `small` (a few minutes on 2 cores; many tiny files), `small-days` (one file of 5,760
+/// readings per device-day), `medium`, `large`.
 pub fn scale(name: &str) -> Result<Scale> {
     Ok(match name {
         "small" => Scale {
@@ -55,6 +56,15 @@ pub fn scale(name: &str) -> Result<Scale> {
             devices: 100,
             days: 30,
             rows_per_day: 96,
+            commits: 100,
+            ingest_rows: 1_000_000,
+        },
+        // The second data shape: one file per device-day of a reading every 15 s.
+        "small-days" => Scale {
+            name: "small-days",
+            devices: 20,
+            days: 14,
+            rows_per_day: 5760,
             commits: 100,
             ingest_rows: 1_000_000,
         },
@@ -74,7 +84,7 @@ pub fn scale(name: &str) -> Result<Scale> {
             commits: 1000,
             ingest_rows: 10_000_000,
         },
-        other => bail!("--scale '{other}': expected small, medium or large"),
+        other => bail!("--scale '{other}': expected small, small-days, medium or large"),
     })
 }
 

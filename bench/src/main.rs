@@ -53,7 +53,8 @@ enum Command {
     /// pyiceberg), ingest (vs arrow-rs's Parquet writer) and peak memory. Prints medians
     /// and ratios. The documented way to run it is scripts/bench.sh.
     Fleet {
-        /// small (a few minutes on 2 cores), medium or large.
+        /// small (a few minutes on 2 cores; 96 readings per device-day file), small-days (5,760
+        /// per device-day file), medium or large.
         #[arg(long, default_value = "small")]
         scale: String,
         /// Repeats per figure (the median is printed).

@@ -90,6 +90,8 @@ fn immutable(path: &Path) -> bool {
     p.ends_with(".parquet")
         || p.ends_with(".avro")
         || (p.ends_with(".metadata.json") && p.contains("/metadata/"))
+        // The table index's schemas are named by the digest of their content.
+        || (p.ends_with(".json") && p.contains("/.floe/schemas/"))
 }
 
 impl CachingStore {

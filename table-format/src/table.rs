@@ -445,6 +445,31 @@ impl Table {
     pub async fn load(warehouse: &Warehouse, ident: &TableIdent) -> Result<Table> {
         let location = warehouse.location(&ident.path());
         let store = HadoopHead::new(warehouse, &location);
+        // Fast path: the hint, the probe past it, and the GET of the head, which proves the
+        // hinted version exists (versions are contiguous): no HEAD of an object then read.
+        if let Some(hinted) = version::read_hint(warehouse, &location).await? {
+            let v = version::probe_forward(warehouse, &location, hinted).await?;
+            let head = Head {
+                version: v,
+                metadata_location: version::metadata_location(&location, v),
+            };
+            match read_head(warehouse, &location, &head, store.layout()).await {
+                Ok((head, metadata)) => {
+                    return Ok(Table::assemble(
+                        warehouse,
+                        ident,
+                        location,
+                        Arc::new(store),
+                        head.version,
+                        head.metadata_location,
+                        metadata,
+                    ))
+                }
+                // A hint ahead of the versions (its version is missing): look closer.
+                Err(Error::CorruptMetadata { .. }) if v == hinted => {}
+                Err(e) => return Err(e),
+            }
+        }
         let head = store
             .current(None)
             .await?

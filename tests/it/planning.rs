@@ -145,6 +145,17 @@ fn under(root: &str, rel: &str) -> String {
     }
 }
 
+/// Each metadata object (version, hint, manifest list, manifest, index schema) is
+/// requested at most once by one query.
+fn assert_metadata_read_once(backend: &str, log: &[(&'static str, String)]) {
+    let mut seen = std::collections::HashSet::new();
+    for (kind, key) in log {
+        if (key.contains("/metadata/") || key.contains("/.floe/schemas/")) && !seen.insert(key) {
+            panic!("{backend}: {kind} {key} requested again in one query: {log:#?}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_filtered_fleet_query_reads_nothing_of_the_other_tables() {
     for (backend, wh) in all_warehouses() {
@@ -166,6 +177,7 @@ async fn a_filtered_fleet_query_reads_nothing_of_the_other_tables() {
             let want: f64 = kept.iter().map(|t| sum_of(t)).sum();
             assert_eq!(got, want, "{backend}: {filter}");
             let log = recording.take();
+            assert_metadata_read_once(backend, &log);
             for other in TABLES.iter().filter(|t| !kept.contains(t)) {
                 let prefix = under(&root, &format!("fleet/{other}/"));
                 let touched: Vec<_> = log.iter().filter(|(_, k)| k.starts_with(&prefix)).collect();
@@ -201,6 +213,7 @@ async fn a_one_table_query_lists_neither_the_warehouse_nor_the_namespace() {
         assert_eq!(got, sum_of("site_1_b"), "{backend}");
         let own = under(&root, "fleet/site_1_b/");
         let log = recording.take();
+        assert_metadata_read_once(backend, &log);
         let elsewhere: Vec<_> = log.iter().filter(|(_, k)| !k.starts_with(&own)).collect();
         assert!(
             elsewhere.is_empty(),
