@@ -25,9 +25,11 @@ use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use floe_catalog::Catalog;
 use floe_table_format::Namespace;
 
+pub mod field_ids;
 pub mod functions;
 pub mod metadata;
 pub mod namespace;
+pub mod native;
 pub mod predicate;
 pub mod provider;
 pub mod scan;
@@ -72,6 +74,9 @@ pub struct ScanOptions {
     pub pruning: bool,
     /// Rows per batch read.
     pub batch_size: usize,
+    /// Read Parquet files with DataFusion's own scan where it can ([`native`]); off reads
+    /// every file with iceberg's reader.
+    pub native: bool,
 }
 
 impl Default for ScanOptions {
@@ -79,6 +84,7 @@ impl Default for ScanOptions {
         Self {
             pruning: true,
             batch_size: 8192,
+            native: true,
         }
     }
 }
@@ -118,6 +124,7 @@ impl QueryEngine {
     /// A session with every namespace of `catalog` registered as a schema.
     pub async fn open(catalog: &Catalog, options: EngineOptions) -> Result<Self> {
         let engine = Self::empty(&options)?;
+        native::install(&engine.ctx, catalog.warehouse())?;
         let catalog = Arc::new(catalog.clone());
         let df_catalog = engine
             .ctx
