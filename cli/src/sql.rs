@@ -62,6 +62,10 @@ pub struct SqlArgs {
     /// Read every file and filter afterwards (to compare against pruning).
     #[arg(long)]
     pub no_pruning: bool,
+    /// Read every file with iceberg's reader instead of DataFusion's Parquet scan (to
+    /// compare the two).
+    #[arg(long, hide = true)]
+    pub iceberg_reader: bool,
 }
 
 /// Run `floe sql`.
@@ -69,6 +73,7 @@ pub async fn run(catalog: &Catalog, args: SqlArgs) -> Result<()> {
     let options = EngineOptions {
         scan: floe_query::ScanOptions {
             pruning: !args.no_pruning,
+            native: !args.iceberg_reader,
             ..Default::default()
         },
         memory_limit: args.memory_limit,

@@ -26,9 +26,11 @@ use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use floe_catalog::Catalog;
 use floe_table_format::Namespace;
 
+pub mod field_ids;
 pub mod functions;
 pub mod metadata;
 pub mod namespace;
+pub mod native;
 pub mod predicate;
 pub mod provider;
 pub mod scan;
@@ -74,6 +76,9 @@ pub struct ScanOptions {
     pub pruning: bool,
     /// Rows per batch read.
     pub batch_size: usize,
+    /// Read Parquet files with DataFusion's own scan where it can ([`native`]); off reads
+    /// every file with iceberg's reader.
+    pub native: bool,
 }
 
 impl Default for ScanOptions {
@@ -81,6 +86,7 @@ impl Default for ScanOptions {
         Self {
             pruning: true,
             batch_size: 8192,
+            native: true,
         }
     }
 }
@@ -127,6 +133,7 @@ impl QueryEngine {
     /// or `pg_catalog`, or `SHOW` (see [`Self::prepare`]).
     pub async fn open(catalog: &Catalog, options: EngineOptions) -> Result<Self> {
         let ctx = Self::context_for(&options)?;
+        native::install(&ctx, catalog.warehouse())?;
         let catalog = Arc::new(catalog.clone());
         let provider = Arc::new(session::FloeCatalogProvider::new(
             catalog.clone(),

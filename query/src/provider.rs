@@ -17,7 +17,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use futures::{stream, StreamExt, TryStreamExt};
 
 use crate::predicate::{columns_in, filters_to_predicate};
-use crate::scan::{plan_table, snapshot_totals, FloeScanExec, ScanRequest, ScanSummary};
+use crate::scan::{plan_table, snapshot_totals, ScanRequest, ScanSummary};
 use crate::{ScanOptions, DEVICE_COLUMN};
 
 /// Tables planned at once by a fleet scan.
@@ -130,14 +130,15 @@ impl TableProvider for FloeTableProvider {
                 .map(|p| p.to_string()),
             partitions: 0,
         };
-        Ok(Arc::new(FloeScanExec::new(
+        crate::native::plan_scan(
+            state,
             summary,
-            output,
-            state.config().target_partitions(),
+            &self.schema,
+            projection,
+            filters,
             limit,
-            self.options.pruning,
-            self.options.batch_size,
-        )))
+            self.options,
+        )
     }
 }
 
@@ -425,14 +426,15 @@ impl TableProvider for FleetProvider {
             predicate,
             partitions: 0,
         };
-        Ok(Arc::new(FloeScanExec::new(
+        crate::native::plan_scan(
+            state,
             summary,
-            output,
-            state.config().target_partitions(),
+            &self.schema,
+            projection,
+            &data_filters,
             limit,
-            pruning,
-            self.options.batch_size,
-        )))
+            self.options,
+        )
     }
 }
 

@@ -71,9 +71,12 @@ pub struct ScanRequest {
 pub struct PlannedTable {
     /// See [`ScanRequest::label`].
     pub label: String,
-    device: Option<Arc<str>>,
+    pub(crate) device: Option<Arc<str>>,
     file_io: iceberg::io::FileIO,
-    tasks: Vec<FileScanTask>,
+    pub(crate) tasks: Vec<FileScanTask>,
+    /// The table's top-level columns by name with their field ids, at the snapshot read;
+    /// None when only iceberg's reader can read the table (nested columns, a name mapping).
+    pub(crate) field_ids: Option<Arc<std::collections::HashMap<String, i32>>>,
     /// Data files in the snapshot (from its summary), when known.
     pub files_total: Option<u64>,
     /// Bytes of all files in the snapshot (from its summary), when known.
@@ -94,6 +97,9 @@ pub async fn plan_table(request: ScanRequest, pruning: bool) -> DFResult<Planned
         None => metadata.current_snapshot().cloned(),
     };
     let (files_total, bytes_total) = snapshot_totals(&request.table, request.snapshot_id);
+    let field_ids = snapshot
+        .as_ref()
+        .and_then(|s| plain_field_ids(&request.table, s));
     let mut tasks = Vec::new();
     if let Some(snapshot) = &snapshot {
         // The reader needs at least one column to count rows; the exec drops it again.
@@ -152,11 +158,36 @@ pub async fn plan_table(request: ScanRequest, pruning: bool) -> DFResult<Planned
         delete_files,
         label: request.label,
         device: request.device,
+        field_ids,
         file_io: request.table.file_io().clone(),
         files_total,
         bytes_total,
         tasks,
     })
+}
+
+/// The top-level field ids of the schema `snapshot` was written with, when every column is
+/// primitive and the table has no name mapping (then iceberg's reader alone knows how to
+/// read files without field ids).
+fn plain_field_ids(
+    table: &iceberg::table::Table,
+    snapshot: &iceberg::spec::SnapshotRef,
+) -> Option<Arc<std::collections::HashMap<String, i32>>> {
+    let metadata = table.metadata();
+    if metadata
+        .properties()
+        .contains_key("schema.name-mapping.default")
+    {
+        return None;
+    }
+    let schema = snapshot.schema(metadata).ok()?;
+    let fields = schema.as_struct().fields();
+    if fields.iter().any(|f| !f.field_type.is_primitive()) {
+        return None;
+    }
+    Some(Arc::new(
+        fields.iter().map(|f| (f.name.clone(), f.id)).collect(),
+    ))
 }
 
 /// Data files and bytes of a table's snapshot (None: current), from its summary.
@@ -230,6 +261,21 @@ pub struct FloeScanExec {
     batch_size: usize,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
+    /// DataFusion Parquet scans of the files iceberg's reader does not read (see
+    /// `crate::native`); their partitions follow those of `groups`.
+    native: Vec<Arc<dyn ExecutionPlan>>,
+    /// Files read by `native`.
+    native_files: u64,
+}
+
+/// Files a [`FloeScanExec`] leaves to DataFusion's own Parquet scans, and those scans.
+#[derive(Debug, Default)]
+pub struct NativeScans {
+    /// The scans, each over its own files, in the scan's output columns (by name).
+    pub plans: Vec<Arc<dyn ExecutionPlan>>,
+    /// (index into `ScanSummary::tables`, index into that table's tasks) of every file
+    /// they read.
+    pub tasks: std::collections::HashSet<(usize, usize)>,
 }
 
 impl FloeScanExec {
@@ -243,6 +289,28 @@ impl FloeScanExec {
         pruning: bool,
         batch_size: usize,
     ) -> Self {
+        Self::with_native(
+            summary,
+            schema,
+            target_partitions,
+            limit,
+            pruning,
+            batch_size,
+            NativeScans::default(),
+        )
+    }
+
+    /// Like [`FloeScanExec::new`], but the files in `native.tasks` are read by
+    /// `native.plans` instead of iceberg's reader.
+    pub fn with_native(
+        summary: ScanSummary,
+        schema: SchemaRef,
+        target_partitions: usize,
+        limit: Option<usize>,
+        pruning: bool,
+        batch_size: usize,
+        native: NativeScans,
+    ) -> Self {
         let mut files: Vec<(usize, usize, u64)> = summary
             .tables
             .iter()
@@ -254,8 +322,18 @@ impl FloeScanExec {
                     .enumerate()
                     .map(move |(i, task)| (t, i, task.file_size_in_bytes))
             })
+            .filter(|(t, i, _)| !native.tasks.contains(&(*t, *i)))
             .collect();
-        let n = target_partitions.max(1).min(files.len().max(1));
+        let native_partitions: usize = native
+            .plans
+            .iter()
+            .map(|p| p.properties().partitioning.partition_count())
+            .sum();
+        let n = if files.is_empty() && native_partitions > 0 {
+            0
+        } else {
+            target_partitions.max(1).min(files.len().max(1))
+        };
         files.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1)));
         let mut load = vec![0u64; n];
         let mut assigned: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
@@ -283,7 +361,7 @@ impl FloeScanExec {
             })
             .collect::<Vec<_>>();
         let mut summary = summary;
-        summary.partitions = n;
+        summary.partitions = n + native_partitions;
         summary.tables_scanned = summary
             .tables
             .iter()
@@ -291,7 +369,7 @@ impl FloeScanExec {
             .count() as u64;
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(schema.clone()),
-            Partitioning::UnknownPartitioning(n),
+            Partitioning::UnknownPartitioning(n + native_partitions),
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
@@ -304,7 +382,23 @@ impl FloeScanExec {
             batch_size,
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
+            native_files: native.tasks.len() as u64,
+            native: native.plans,
         }
+    }
+
+    /// The native scan and its partition that serve partition `partition` of this scan,
+    /// if it is past iceberg's reader's partitions.
+    fn native_partition(&self, partition: usize) -> Option<(&Arc<dyn ExecutionPlan>, usize)> {
+        let mut p = partition.checked_sub(self.groups.len())?;
+        for plan in &self.native {
+            let n = plan.properties().partitioning.partition_count();
+            if p < n {
+                return Some((plan, p));
+            }
+            p -= n;
+        }
+        None
     }
 
     /// What this scan planned.
@@ -332,6 +426,9 @@ impl DisplayAs for FloeScanExec {
         let deletes: u64 = s.tables.iter().map(|t| t.delete_files).sum();
         if deletes > 0 {
             write!(f, ", delete_files={deletes}")?;
+        }
+        if !self.native.is_empty() {
+            write!(f, ", native_files={}", self.native_files)?;
         }
         if let Some(p) = &s.predicate {
             write!(f, ", predicate=[{p}]")?;
@@ -372,7 +469,13 @@ impl ExecutionPlan for FloeScanExec {
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
-        Some(self.metrics.clone_inner())
+        let mut set = self.metrics.clone_inner();
+        for metric in self.native.iter().filter_map(|p| p.metrics()) {
+            for m in metric.iter() {
+                set.push(m.clone());
+            }
+        }
+        Some(set)
     }
 
     fn execute(
@@ -380,8 +483,20 @@ impl ExecutionPlan for FloeScanExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> DFResult<SendableRecordBatchStream> {
-        let units = self.groups.get(partition).cloned().unwrap_or_default();
         let output_rows = MetricBuilder::new(&self.metrics).output_rows(partition);
+        if let Some((plan, p)) = self.native_partition(partition) {
+            let schema = self.schema.clone();
+            let label = self.summary.label.clone();
+            let batches = plan
+                .execute(p, context)?
+                .and_then(move |batch| futures::future::ready(adapt(&batch, &schema, None, &label)))
+                .inspect_ok(move |b: &RecordBatch| output_rows.add(b.num_rows()));
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(
+                self.schema.clone(),
+                batches,
+            )));
+        }
+        let units = self.groups.get(partition).cloned().unwrap_or_default();
         let files_read = MetricBuilder::new(&self.metrics).counter("files_read", partition);
         let bytes_read = MetricBuilder::new(&self.metrics).counter("bytes_read", partition);
         let schema = self.schema.clone();

@@ -305,6 +305,7 @@ async fn position_and_equality_deletes_are_applied_on_read() {
                     scan: ScanOptions {
                         pruning,
                         batch_size: 16,
+                        ..Default::default()
                     },
                     target_partitions: Some(2),
                     ..Default::default()
@@ -332,9 +333,14 @@ async fn position_and_equality_deletes_are_applied_on_read() {
                 let n = column::<Int64Array>(&got[0], "n").value(0);
                 assert_eq!(n as usize, ROWS - pos.len() - 1 + 1, "{backend} {table}");
             }
-            // The plan says delete files are merged.
-            let (_, scans) = e.explain("SELECT * FROM fleet.dels").await.unwrap();
+            // The plan says delete files are merged: A and B (with deletes) by iceberg's
+            // reader, C (appended after them) by the native Parquet scan.
+            let (plan, scans) = e.explain("SELECT * FROM fleet.dels").await.unwrap();
             assert_eq!(scans[0].tables[0].delete_files, 2, "{backend}");
+            let plan = datafusion::physical_plan::displayable(plan.as_ref())
+                .indent(true)
+                .to_string();
+            assert!(plan.contains("native_files=1"), "{backend}: {plan}");
         }
         // Time travel to before the deletes: every row of A and B is back.
         let before = t

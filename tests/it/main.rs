@@ -15,6 +15,7 @@ mod interop;
 mod layout;
 mod lossy;
 mod maintenance;
+mod native_scan;
 mod operation_faults;
 mod operation_interleavings;
 mod pg;

@@ -441,7 +441,9 @@ fn parse_metric_bytes(s: &str) -> Option<f64> {
     Some(n * mult)
 }
 
-/// Pruning never changes an answer: random tables, random commits, random predicates.
+/// Pruning never changes an answer, and neither does the native scan: random tables,
+/// random commits, random predicates, random schema evolution, read natively with pruning
+/// and by iceberg's reader without.
 mod pruning_property {
     use super::*;
     use proptest::prelude::*;
@@ -528,19 +530,28 @@ mod pruning_property {
             .map(|r| r.metric.map(|m| format!("m{m}")))
             .collect();
         let value: Float64Array = rows.iter().map(|r| r.value).collect();
-        RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(device),
-                Arc::new(ts.with_timezone("+00:00")),
-                Arc::new(metric),
-                Arc::new(value),
-            ],
-        )
-        .unwrap()
+        let mut columns: Vec<arrow::array::ArrayRef> = vec![
+            Arc::new(device),
+            Arc::new(ts.with_timezone("+00:00")),
+            Arc::new(metric),
+            Arc::new(value),
+        ];
+        // Columns added by schema evolution: NULL in these rows.
+        for f in schema.fields().iter().skip(4) {
+            columns.push(arrow::array::new_null_array(f.data_type(), rows.len()));
+        }
+        RecordBatch::try_new(schema.clone(), columns).unwrap()
     }
 
-    async fn check(spec: &str, commits: Vec<Vec<Row>>, predicates: Vec<String>) {
+    /// Commit the rows of `commits`; with `evolve = Some(k)`, rename `value` to `reading`
+    /// and add a column `note` before commit `k`, so files of both schemas are read.
+    /// Compare the native scan with pruning against iceberg's reader without it.
+    async fn check(
+        spec: &str,
+        commits: Vec<Vec<Row>>,
+        predicates: Vec<String>,
+        evolve: Option<usize>,
+    ) {
         let wh = memory_warehouse();
         let cat = Catalog::new(wh.clone());
         let s = floe_table_format::schema::default_iot_schema();
@@ -552,16 +563,36 @@ mod pruning_property {
             .insert("write.parquet.page-row-limit".into(), "8".into());
         let ident = TableIdent::parse("prop.t").unwrap();
         let mut t: Table = cat.create_table(&ident, definition).await.unwrap();
-        for rows in commits.iter().filter(|c| !c.is_empty()) {
+        let mut renamed = false;
+        for (k, rows) in commits.iter().enumerate() {
+            if evolve == Some(k) {
+                crate::native_scan::evolve_schema(
+                    &mut t,
+                    crate::native_scan::rename_and_add("value", "reading", &["note"]),
+                )
+                .await;
+                renamed = true;
+            }
+            if rows.is_empty() {
+                continue;
+            }
             append_batch(&mut t, |s| batch(s, rows), CommitOptions::default())
                 .await
                 .unwrap();
         }
+        let column = |q: &str| {
+            if renamed {
+                q.replace("value", "reading")
+            } else {
+                q.to_string()
+            }
+        };
         let total: usize = commits.iter().map(Vec::len).sum();
         let options = |pruning| EngineOptions {
             scan: ScanOptions {
                 pruning,
                 batch_size: 7,
+                native: pruning,
             },
             target_partitions: Some(3),
             ..Default::default()
@@ -576,14 +607,14 @@ mod pruning_property {
             );
             assert_eq!(n, total as f64, "{table}: every row without a filter");
             for p in &predicates {
-                let q = format!(
+                let q = column(&format!(
                     "SELECT device_id, ts, metric, value FROM {table} WHERE {p} \
                      ORDER BY device_id, ts, metric, value"
-                );
+                ));
                 let a = pretty(&on.sql(&q).await.unwrap());
                 let b = pretty(&off.sql(&q).await.unwrap());
                 assert_eq!(a, b, "spec '{spec}', query {q}");
-                let q = format!("SELECT count(*) FROM {table} WHERE {p} LIMIT 1");
+                let q = column(&format!("SELECT count(*) FROM {table} WHERE {p} LIMIT 1"));
                 assert_eq!(
                     single(&on.sql(&q).await.unwrap()),
                     single(&off.sql(&q).await.unwrap()),
@@ -600,13 +631,14 @@ mod pruning_property {
             spec in proptest::sample::select(SPECS),
             commits in proptest::collection::vec(proptest::collection::vec(row(), 1..40), 1..7),
             predicates in proptest::collection::vec(predicate(), 1..6),
+            evolve in proptest::option::of(0usize..7),
         ) {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(check(spec, commits, predicates));
+            rt.block_on(check(spec, commits, predicates, evolve));
         }
     }
 }
