@@ -3,6 +3,7 @@ device and fleet-wide), refreshed again and again, timed side by side in one run
 
   server warm   `floe serve --pg`, one psycopg connection, after its first refresh
   server cold   the first refresh of a freshly started server
+  server warm, iceberg's reader   the same with --iceberg-reader (the scan before issue 17)
   floe sql      one `floe sql` process per query (what a dashboard had before)
   DuckDB        the same SQL over the raw Parquet files (no table layer, every core)
 
@@ -80,8 +81,9 @@ def norm(rows):
 
 
 # Every engine answers as of the same instant (as Grafana sends literal times), so their
-# answers can be compared.
-NOW = time.strftime("TIMESTAMPTZ '%Y-%m-%d %H:%M:%S+00:00'", time.gmtime())
+# answers can be compared: the fleet's newest reading, so a fleet generated earlier and
+# reused gives the same windows (set in main).
+NOW = None
 
 
 def at_now(sql):
@@ -111,10 +113,10 @@ def refresh_duckdb(con):
     return time.perf_counter() - t0, answers
 
 
-def start_server(floe, warehouse, cache_size):
+def start_server(floe, warehouse, cache_size, *extra):
     proc = subprocess.Popen(
         [floe, "--warehouse", warehouse, "serve", "--rest", "127.0.0.1:0",
-         "--pg", "127.0.0.1:0", "--cache-size", cache_size],
+         "--pg", "127.0.0.1:0", "--cache-size", cache_size, *extra],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     for line in proc.stdout:
         m = re.search(r"Postgres wire protocol on [0-9.]+:(\d+)", line)
@@ -146,6 +148,12 @@ def main():
     secret = json.loads(run([a.floe, "--warehouse", wh, "principal", "add",
                              f"bench_{os.getpid()}", "--grant", "admin", "--json"]).stdout)
     files = sum(1 for _, _, fs in os.walk(os.path.join(wh, "fleet")) for f in fs if f.endswith(".parquet"))
+    global NOW
+    newest = duckdb.connect().execute(
+        "SELECT epoch(max(ts)) FROM read_parquet("
+        f"'{os.path.join(wh, 'fleet', '*', 'data', '**', '*.parquet')}', hive_partitioning = false)"
+    ).fetchone()[0]
+    NOW = time.strftime("TIMESTAMPTZ '%Y-%m-%d %H:%M:%S+00:00'", time.gmtime(int(newest) + 1))
     print(f"fleet: {a.devices} device tables, {files} Parquet files, in {wh}")
 
     proc, port = start_server(a.floe, wh, a.cache_size)
@@ -156,6 +164,17 @@ def main():
             warm = [refresh_pg(conn)[0] for _ in range(a.refreshes)]
             cache = conn.execute("SELECT hits, misses, bytes, capacity FROM floe_cache()").fetchone()
         peak, now_rss = rss_mib(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+    # The same server reading Parquet with iceberg's reader instead of DataFusion's scan.
+    proc, port = start_server(a.floe, wh, a.cache_size, "--iceberg-reader")
+    try:
+        info = f"host=127.0.0.1 port={port} user={secret['name']} password={secret['secret']} dbname=floe sslmode=disable"
+        with psycopg.connect(info, autocommit=True) as conn:
+            refresh_pg(conn)
+            warm_iceberg = [refresh_pg(conn)[0] for _ in range(a.refreshes)]
     finally:
         proc.terminate()
         proc.wait()
@@ -182,6 +201,7 @@ def main():
     rows = [
         ("server warm (median of %d)" % a.refreshes, w),
         ("server cold (first refresh)", cold),
+        ("server warm, iceberg's reader (median of %d)" % a.refreshes, statistics.median(warm_iceberg)),
         ("floe sql, a process per query (median of %d)" % a.sql_refreshes, statistics.median(sql)),
         ("DuckDB over the raw files (median of %d)" % a.refreshes, statistics.median(duck)),
     ]

@@ -39,6 +39,9 @@ pub struct ServeArgs {
     /// overrides it); 0: no limit.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(0..=86400))]
     statement_timeout: u64,
+    /// Read Parquet with iceberg's reader instead of DataFusion's scan (for comparisons).
+    #[arg(long, hide = true)]
+    iceberg_reader: bool,
     /// Cap on the memory of one principal's SQL (e.g. 512MB, 2GiB): sorts, joins and
     /// aggregations spill to disk beyond it.
     #[arg(long, value_name = "SIZE", value_parser = crate::values::size)]
@@ -131,6 +134,7 @@ pub async fn serve(catalog: Catalog, args: ServeArgs) -> Result<()> {
         session_ttl: Duration::from_secs(args.principal_cache.max(1)),
         tls: args.pg_tls_cert.clone().zip(args.pg_tls_key.clone()),
         cache_bytes: args.cache_size as u64,
+        native_scan: !args.iceberg_reader,
     };
     if let Some((cert, key)) = &pg_config.tls {
         floe_server::pg::tls_acceptor(cert, key).context("invalid --pg-tls-cert/--pg-tls-key")?;

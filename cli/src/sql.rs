@@ -84,7 +84,7 @@ pub async fn run(catalog: &Catalog, args: SqlArgs) -> Result<()> {
             .map(Namespace::parse)
             .transpose()
             .context("invalid --namespace")?,
-        scope: None,
+        ..Default::default()
     };
     if args.format == Format::Parquet && args.output.is_none() && std::io::stdout().is_terminal() {
         bail!("--format parquet writes binary: give --output FILE or redirect stdout");

@@ -35,6 +35,7 @@ pub mod predicate;
 pub mod provider;
 pub mod scan;
 pub mod session;
+pub mod tables;
 
 pub use scan::ScanSummary;
 
@@ -67,6 +68,9 @@ impl From<datafusion::error::DataFusionError> for Error {
 
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// iceberg tables a session keeps by metadata location when no shared cache is given.
+const SESSION_TABLES: usize = 1024;
 
 /// How scans behave (the same for every table of a session).
 #[derive(Debug, Clone, Copy)]
@@ -115,6 +119,9 @@ pub struct EngineOptions {
     /// listings and fleet views, and naming one is "permission denied", whether or not
     /// it exists.
     pub scope: Option<Arc<dyn Scope>>,
+    /// iceberg tables kept across queries (and sessions sharing it) by metadata location;
+    /// None: each session keeps its own.
+    pub tables: Option<Arc<tables::TableCache>>,
 }
 
 /// A DataFusion session over a Floe catalog.
@@ -139,6 +146,10 @@ impl QueryEngine {
             catalog.clone(),
             options.scan,
             options.scope.clone(),
+            options
+                .tables
+                .clone()
+                .unwrap_or_else(|| Arc::new(tables::TableCache::new(SESSION_TABLES))),
         ));
         // DataFusion's empty `public` schema stays (clients expect it); the default
         // schema it made for the default namespace would hide the namespace.

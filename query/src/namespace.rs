@@ -24,6 +24,7 @@ use floe_table_format::{Namespace, TableIdent};
 
 use crate::metadata::{metadata_table, MetadataTable};
 use crate::provider::{FleetMember, FleetProvider, FloeTableProvider, MemberLoader};
+use crate::tables::TableCache;
 use crate::{ScanOptions, Scope, ALL_DEVICES};
 
 /// Tables loaded at once for a fleet view.
@@ -141,6 +142,8 @@ pub struct NamespaceSchema {
     options: ScanOptions,
     /// What the session may see (None: everything).
     scope: Option<Arc<dyn Scope>>,
+    /// iceberg tables by metadata location, kept across queries.
+    tables: Arc<TableCache>,
     /// Table names from the last listing (for `SHOW TABLES`); listed on first use.
     names: Mutex<Vec<String>>,
 }
@@ -152,12 +155,14 @@ impl NamespaceSchema {
         namespace: Namespace,
         options: ScanOptions,
         scope: Option<Arc<dyn Scope>>,
+        tables: Arc<TableCache>,
     ) -> Self {
         Self {
             catalog,
             namespace,
             options,
             scope,
+            tables,
             names: Mutex::new(Vec::new()),
         }
     }
@@ -203,7 +208,7 @@ impl NamespaceSchema {
     }
 
     async fn load(&self, name: &str) -> DFResult<Option<iceberg::table::Table>> {
-        load_table(&self.catalog, &self.namespace, name).await
+        load_table(&self.catalog, &self.tables, &self.namespace, name).await
     }
 
     async fn fleet(&self, as_of: AsOf) -> DFResult<Arc<dyn TableProvider>> {
@@ -265,6 +270,7 @@ impl NamespaceSchema {
             .await?;
         let loader = Arc::new(Loader {
             catalog: self.catalog.clone(),
+            tables: self.tables.clone(),
             namespace: self.namespace.clone(),
         });
         Ok(Arc::new(FleetProvider::try_new(
@@ -279,6 +285,7 @@ impl NamespaceSchema {
 /// Load `namespace.name` as an iceberg table; None when it does not exist.
 async fn load_table(
     catalog: &Catalog,
+    tables: &TableCache,
     namespace: &Namespace,
     name: &str,
 ) -> DFResult<Option<iceberg::table::Table>> {
@@ -287,7 +294,8 @@ async fn load_table(
     };
     match catalog.load_table(&ident).await {
         Ok(t) => Ok(Some(
-            t.iceberg()
+            tables
+                .get_or_open(t.metadata_location(), || t.iceberg())
                 .map_err(|e| DataFusionError::External(Box::new(e)))?,
         )),
         Err(floe_catalog::Error::Table(floe_table_format::Error::TableNotFound { .. })) => Ok(None),
@@ -301,13 +309,15 @@ async fn load_table(
 #[derive(Debug)]
 struct Loader {
     catalog: Arc<Catalog>,
+    tables: Arc<TableCache>,
     namespace: Namespace,
 }
 
 #[async_trait]
 impl MemberLoader for Loader {
     async fn load(&self, name: &str) -> DFResult<Option<(iceberg::table::Table, i64)>> {
-        let Some(table) = load_table(&self.catalog, &self.namespace, name).await? else {
+        let Some(table) = load_table(&self.catalog, &self.tables, &self.namespace, name).await?
+        else {
             return Ok(None);
         };
         let snapshot = table.metadata().current_snapshot().map(|s| s.snapshot_id());

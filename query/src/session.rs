@@ -14,6 +14,7 @@ use floe_catalog::Catalog;
 use floe_table_format::Namespace;
 
 use crate::namespace::NamespaceSchema;
+use crate::tables::TableCache;
 use crate::{ScanOptions, Scope};
 
 /// The `datafusion` catalog of a Floe session.
@@ -22,6 +23,7 @@ pub struct FloeCatalogProvider {
     catalog: Arc<Catalog>,
     options: ScanOptions,
     scope: Option<Arc<dyn Scope>>,
+    tables: Arc<TableCache>,
     /// Schemas from the last listing, plus any registered (`public`): what
     /// `schema_names` reports.
     listed: RwLock<BTreeMap<String, Arc<dyn SchemaProvider>>>,
@@ -31,11 +33,17 @@ pub struct FloeCatalogProvider {
 
 impl FloeCatalogProvider {
     /// A catalog over `catalog`, listing nothing yet.
-    pub fn new(catalog: Arc<Catalog>, options: ScanOptions, scope: Option<Arc<dyn Scope>>) -> Self {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        options: ScanOptions,
+        scope: Option<Arc<dyn Scope>>,
+        tables: Arc<TableCache>,
+    ) -> Self {
         Self {
             catalog,
             options,
             scope,
+            tables,
             listed: RwLock::new(BTreeMap::new()),
             named: RwLock::new(BTreeMap::new()),
         }
@@ -53,6 +61,7 @@ impl FloeCatalogProvider {
                 ns.clone(),
                 self.options,
                 self.scope.clone(),
+                self.tables.clone(),
             );
             schema.list().await?;
             if let Ok(mut listed) = self.listed.write() {
@@ -98,6 +107,7 @@ impl CatalogProvider for FloeCatalogProvider {
             ns,
             self.options,
             self.scope.clone(),
+            self.tables.clone(),
         ));
         self.named
             .write()

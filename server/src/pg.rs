@@ -71,6 +71,8 @@ pub struct PgConfig {
     /// TLS: the certificate chain and private key (PEM files). Clients that ask for TLS
     /// (`sslmode=require`) get it; without this, they are told the server has none.
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Read Parquet with DataFusion's own scan (false: iceberg's reader, for comparisons).
+    pub native_scan: bool,
 }
 
 /// A TLS acceptor from PEM files: the certificate chain and a PKCS#8, PKCS#1 or SEC1 key.
@@ -129,11 +131,17 @@ impl Scope for GrantScope {
 }
 
 /// What the connections share.
+/// iceberg tables the endpoint keeps by metadata location (each with its parsed manifests).
+const SHARED_TABLES: usize = 4096;
+
 struct Shared {
     app: Arc<App>,
     /// The catalog queries read, through the warm cache.
     catalog: floe_catalog::Catalog,
     cache: Option<Arc<crate::cache::CachingStore>>,
+    /// iceberg tables by metadata location, shared by every session: a warm query
+    /// parses no manifest list or manifest again.
+    tables: Arc<floe_query::tables::TableCache>,
     config: PgConfig,
     /// Sessions by principal, incarnation and grants, with when they were built.
     sessions: Mutex<HashMap<String, (Instant, Arc<DfSessionService>)>>,
@@ -209,6 +217,11 @@ impl Shared {
         let options = EngineOptions {
             memory_limit: self.config.memory_limit,
             scope: Some(Arc::new(GrantScope(caller.grants.clone()))),
+            tables: Some(self.tables.clone()),
+            scan: floe_query::ScanOptions {
+                native: self.config.native_scan,
+                ..Default::default()
+            },
             ..EngineOptions::default()
         };
         let engine = QueryEngine::open_listed(&self.catalog, options)
@@ -551,6 +564,7 @@ pub async fn serve_pg(
         None => app.catalog.clone(),
     };
     let shared = Arc::new(Shared {
+        tables: Arc::new(floe_query::tables::TableCache::new(SHARED_TABLES)),
         catalog,
         cache,
         app,

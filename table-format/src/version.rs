@@ -100,13 +100,15 @@ pub async fn read_hint(warehouse: &Warehouse, table_location: &str) -> Result<Op
     match warehouse.store().get(&path).await {
         // A hint is a number: anything larger is junk, ignored unread like a garbage hint.
         Ok(r) if r.meta.size > 64 => Ok(None),
-        Ok(r) => {
-            let bytes = r.bytes().await.map_err(|source| Error::Read {
-                location: location.clone(),
-                source,
-            })?;
-            Ok(parse_hint(&bytes))
-        }
+        Ok(r) => match r.bytes().await {
+            Ok(bytes) => Ok(parse_hint(&bytes)),
+            // The hint is never trusted alone: one that cannot be read (a store that kept
+            // a put cut short by a kill) is no hint, and the versions are listed instead.
+            Err(e) => {
+                tracing::warn!(object = %location, error = %e, "unreadable version hint; listing the versions");
+                Ok(None)
+            }
+        },
         Err(object_store::Error::NotFound { .. }) => Ok(None),
         Err(source) => Err(Error::Read { location, source }),
     }

@@ -76,7 +76,7 @@ fn crash_loop(wh: &Warehouse, rounds: usize, seed: u64) {
         let ident = TableIdent::parse("fleet.crash").unwrap();
         let t = Table::load(wh, &ident)
             .await
-            .unwrap_or_else(|e| panic!("seed {seed}: table unreadable: {e}"));
+            .unwrap_or_else(|e| panic!("seed {seed}: table unreadable: {e} ({e:?})"));
         let report = check_table(wh, &ident).await.unwrap();
         assert!(
             report.problems.is_empty(),
