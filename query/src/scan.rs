@@ -168,8 +168,9 @@ pub async fn plan_table(request: ScanRequest, pruning: bool) -> DFResult<Planned
 }
 
 /// The top-level field ids of the schema `snapshot` was written with, when every column is
-/// primitive and the table has no name mapping (then iceberg's reader alone knows how to
-/// read files without field ids).
+/// primitive without an initial default and the table has no name mapping (iceberg's reader
+/// alone fills a column's default into files written before it, and reads files without
+/// field ids by the mapping).
 fn plain_field_ids(
     table: &iceberg::table::Table,
     snapshot: &iceberg::spec::SnapshotRef,
@@ -183,7 +184,10 @@ fn plain_field_ids(
     }
     let schema = snapshot.schema(metadata).ok()?;
     let fields = schema.as_struct().fields();
-    if fields.iter().any(|f| !f.field_type.is_primitive()) {
+    if fields
+        .iter()
+        .any(|f| !f.field_type.is_primitive() || f.initial_default.is_some())
+    {
         return None;
     }
     Some(Arc::new(
