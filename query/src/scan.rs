@@ -1,25 +1,24 @@
 //! Floe's scan: iceberg plans the files, DataFusion runs them on every core.
 //!
-//! Why not iceberg-datafusion's `IcebergTableScan`: it reads every file of a query in one
-//! DataFusion partition, so a scan uses one core. Why not DataFusion's own Parquet source
-//! over iceberg's planned files: it maps Parquet columns to the table by *name* and knows
-//! nothing of Iceberg delete files, so a renamed column, a file written by another engine
-//! without our names, or a merge-on-read delete would give a wrong answer. iceberg's
-//! `ArrowReader` maps by field id, fills columns added by schema evolution, applies
-//! position and equality deletes, and prunes row groups and pages with the predicate. What
-//! it lacked was partitioning, and that is a planning problem: [`plan_table`] asks iceberg
-//! for the file tasks (pruned by manifest-list partition summaries, then by each file's
-//! partition values and column bounds), and [`FloeScanExec`] spreads them over DataFusion's
-//! target partitions by size, each partition running its own reader over its files.
+//! [`plan_table`] asks iceberg for the file tasks (pruned by manifest-list partition
+//! summaries, then by each file's partition values and column bounds). [`FloeScanExec`]
+//! reads them two ways, side by side in one node (so `EXPLAIN` and
+//! [`ScanSummary`] describe the whole scan):
 //!
-//! The unit of parallelism is a whole data file: iceberg's reader does not honour a task's
-//! byte range, so one huge file is read by one core. Floe writes files of bounded size.
+//! - most files go to DataFusion's own Parquet scan (`crate::native` builds it, columns
+//!   resolved by field id), which splits files into byte ranges over every core and reads
+//!   footers and pages with DataFusion's pruning;
+//! - files with delete files (merge-on-read), and tables the native scan cannot read
+//!   (nested columns, a name mapping), go to iceberg's `ArrowReader`, which applies
+//!   position and equality deletes. Those are spread over the first partitions by size,
+//!   each partition running its own reader over its files; the native scan's partitions
+//!   follow.
 //!
-//! Within a partition, files are read a few at a time ([`FILES_IN_FLIGHT_PER_TABLE`] per
-//! table, [`TABLES_IN_FLIGHT`] tables): a fleet's files are many and small, so the cost of a
-//! file is mostly the round trips to open it (its footer, then its column chunks), and
-//! reading one at a time leaves the core waiting on each. Batches of files in flight
-//! interleave; the scan declares no output order.
+//! For iceberg's reader the unit of parallelism is a whole data file: it does not honour a
+//! task's byte range. Within a partition, files are read a few at a time
+//! ([`FILES_IN_FLIGHT_PER_TABLE`] per table, [`TABLES_IN_FLIGHT`] tables): a fleet's files
+//! are many and small, so the cost of a file is mostly the round trips to open it, and
+//! reading one at a time leaves the core waiting on each. The scan declares no output order.
 
 use std::any::Any;
 use std::fmt;
@@ -32,7 +31,9 @@ use datafusion::common::{DataFusionError, Result as DFResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
+use datafusion::physical_plan::metrics::{
+    ExecutionPlanMetricsSet, MetricBuilder, MetricValue, MetricsSet,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
@@ -167,8 +168,9 @@ pub async fn plan_table(request: ScanRequest, pruning: bool) -> DFResult<Planned
 }
 
 /// The top-level field ids of the schema `snapshot` was written with, when every column is
-/// primitive and the table has no name mapping (then iceberg's reader alone knows how to
-/// read files without field ids).
+/// primitive without an initial default and the table has no name mapping (iceberg's reader
+/// alone fills a column's default into files written before it, and reads files without
+/// field ids by the mapping).
 fn plain_field_ids(
     table: &iceberg::table::Table,
     snapshot: &iceberg::spec::SnapshotRef,
@@ -182,7 +184,10 @@ fn plain_field_ids(
     }
     let schema = snapshot.schema(metadata).ok()?;
     let fields = schema.as_struct().fields();
-    if fields.iter().any(|f| !f.field_type.is_primitive()) {
+    if fields
+        .iter()
+        .any(|f| !f.field_type.is_primitive() || f.initial_default.is_some())
+    {
         return None;
     }
     Some(Arc::new(
@@ -470,9 +475,13 @@ impl ExecutionPlan for FloeScanExec {
 
     fn metrics(&self) -> Option<MetricsSet> {
         let mut set = self.metrics.clone_inner();
-        for metric in self.native.iter().filter_map(|p| p.metrics()) {
-            for m in metric.iter() {
-                set.push(m.clone());
+        // The native scans' own figures (bytes scanned, row groups pruned, …); their output
+        // rows are already counted in this node's.
+        for metrics in self.native.iter().filter_map(|p| p.metrics()) {
+            for m in metrics.iter() {
+                if !matches!(m.value(), MetricValue::OutputRows(_)) {
+                    set.push(m.clone());
+                }
             }
         }
         Some(set)

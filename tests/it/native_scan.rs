@@ -361,3 +361,55 @@ async fn evolved_tables_and_foreign_files_read_by_field_id() {
         assert!(plan.contains("native_files=4"), "{backend}: {plan}");
     }
 }
+
+/// The native scan reads the data files through the catalog's own store (so a cache or any
+/// other wrapper in front of the warehouse sees every read), even on the local file system
+/// where DataFusion has a store of its own, and never asks a data file's size: the
+/// manifests hold it.
+#[tokio::test]
+async fn the_native_scan_reads_through_the_catalogs_store_without_heads() {
+    use crate::faults::{Fault, FaultyStore, Op, Rule};
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    let (wh, _dir) = local_warehouse();
+    let plain = Catalog::new(wh.clone());
+    for d in 0..3 {
+        let ident = TableIdent::parse(&format!("fleet.dev_{d}")).unwrap();
+        let mut t = plain.create_table(&ident, iot_definition()).await.unwrap();
+        for k in 0..2 {
+            append_batch(
+                &mut t,
+                |s| rows(s, &format!("dev_{d}"), DAY0_US + k * DAY_US, 20, 0.0),
+                CommitOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    // Two counting layers: data-file GETs on the outside, data-file HEADs inside.
+    let count =
+        |op| Rule::new(op, ".parquet", 1, Fault::Delay(Duration::ZERO)).times(usize::MAX / 2);
+    let heads = Arc::new(FaultyStore::new(wh.store().clone(), vec![count(Op::Head)]));
+    let gets = Arc::new(FaultyStore::new(heads.clone(), vec![count(Op::Get)]));
+    let counted = Catalog::new(Warehouse::with_store(wh.url(), gets.clone()).unwrap());
+    let e = QueryEngine::open(&counted, engine_options(true))
+        .await
+        .unwrap();
+    let q = "SELECT device, count(*), sum(value) FROM fleet.all_devices GROUP BY device ORDER BY device";
+    let plan = explain(&e, q).await;
+    assert!(plan.contains("native_files=6"), "{plan}");
+    let before = gets.fired.load(Ordering::SeqCst);
+    let got = text(&e, q).await;
+    assert!(got.contains("| dev_2  | 40 "), "{got}");
+    let read = gets.fired.load(Ordering::SeqCst) - before;
+    assert!(
+        read >= 6,
+        "every data file's footer is read through the catalog's store: {read}"
+    );
+    assert_eq!(
+        heads.fired.load(Ordering::SeqCst),
+        0,
+        "no HEAD of a data file"
+    );
+}

@@ -9,7 +9,7 @@ use anyhow::{ensure, Context, Result};
 use arrow::array::RecordBatch;
 
 use floe_catalog::Catalog;
-use floe_query::{EngineOptions, QueryEngine};
+use floe_query::{EngineOptions, QueryEngine, ScanOptions};
 use floe_table_format::Warehouse;
 
 use super::{median, python, FleetBench, Line};
@@ -43,9 +43,18 @@ async fn listing_context(wh: &Path) -> Result<datafusion::prelude::SessionContex
     Ok(ctx)
 }
 
-async fn floe_query(wh: &Path, sql: &str) -> Result<(f64, Vec<String>, String)> {
+/// Run `sql` through Floe, reading with DataFusion's Parquet scan (`native`) or with
+/// iceberg's reader alone.
+async fn floe_query(wh: &Path, sql: &str, native: bool) -> Result<(f64, Vec<String>, String)> {
     let catalog = Catalog::new(Warehouse::open(wh.to_str().context("non-UTF-8 path")?)?);
-    let engine = QueryEngine::open(&catalog, EngineOptions::default()).await?;
+    let options = EngineOptions {
+        scan: ScanOptions {
+            native,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let engine = QueryEngine::open(&catalog, options).await?;
     let t0 = Instant::now();
     let batches = engine.sql(sql).await?;
     let secs = t0.elapsed().as_secs_f64();
@@ -174,13 +183,19 @@ async fn compare(
     duck_sql: &str,
     pyiceberg: Option<(&str, &str, &str)>,
 ) -> Result<Vec<Line>> {
-    let mut times: [Vec<f64>; 4] = Default::default();
+    let mut times: [Vec<f64>; 5] = Default::default();
     let mut floe_detail = String::new();
     let mut pyi_detail = String::new();
     for r in 0..b.repeats {
-        let (t, want, detail) = floe_query(wh, floe_sql).await?;
+        let (t, want, detail) = floe_query(wh, floe_sql, true).await?;
         times[0].push(t);
         floe_detail = detail;
+        let (t, got, _) = floe_query(wh, floe_sql, false).await?;
+        ensure!(
+            same_answer(&want, &got),
+            "{case}: Floe with iceberg's reader answered {got:?}, with the native scan {want:?}"
+        );
+        times[4].push(t);
         let (t, got) = listing_query(wh, listing_sql).await?;
         ensure!(
             same_answer(&want, &got),
@@ -227,6 +242,12 @@ async fn compare(
             system: "floe".into(),
             median_ms: median(times[0].clone()) * 1000.0,
             detail: floe_detail,
+        },
+        Line {
+            case: case.into(),
+            system: "floe (iceberg reader)".into(),
+            median_ms: median(times[4].clone()) * 1000.0,
+            detail: "every file by iceberg's ArrowReader (before the native scan)".into(),
         },
         Line {
             case: case.into(),
