@@ -15,7 +15,10 @@ use floe_table_format::Warehouse;
 use super::{median, python, FleetBench, Line};
 use crate::report;
 
-const PROBE_DEVICE: &str = "dev_0042";
+/// The device the selective query reads: dev_0042, or the last of a smaller fleet.
+fn probe_device(devices: usize) -> String {
+    format!("dev_{:04}", 42.min(devices.saturating_sub(1)))
+}
 
 fn parquet_glob(wh: &Path) -> String {
     format!("{}/fleet/*/data/*/*.parquet", wh.display())
@@ -108,9 +111,11 @@ fn same_answer(a: &[String], b: &[String]) -> bool {
         })
 }
 
-fn hour_window() -> (String, String) {
-    let from = "2026-01-15T10:00:00+00:00".to_string();
-    let to = "2026-01-15T11:00:00+00:00".to_string();
+/// 10:00-11:00 of the fleet's middle day (the fleet starts 2026-01-01).
+fn hour_window(days: i64) -> (String, String) {
+    let day = 1 + days / 2;
+    let from = format!("2026-01-{day:02}T10:00:00+00:00");
+    let to = format!("2026-01-{day:02}T11:00:00+00:00");
     (from, to)
 }
 
@@ -118,25 +123,26 @@ fn hour_window() -> (String, String) {
 // 2. Selective query
 
 pub(super) async fn selective(b: &FleetBench, wh: &Path) -> Result<Vec<Line>> {
-    let (from, to) = hour_window();
+    let (from, to) = hour_window(b.scale.days);
+    let probe = probe_device(b.scale.devices);
+    let probe = probe.as_str();
     let case = format!(
         "selective: one device, one hour of {} devices x {} days",
         b.scale.devices, b.scale.days
     );
     let floe_sql = format!(
         "SELECT count(*), avg(value) FROM fleet.all_devices \
-         WHERE device = '{PROBE_DEVICE}' AND ts >= TIMESTAMP '{from}' AND ts < TIMESTAMP '{to}'"
+         WHERE device = '{probe}' AND ts >= TIMESTAMP '{from}' AND ts < TIMESTAMP '{to}'"
     );
-    let where_ = format!(
-        "device_id = '{PROBE_DEVICE}' AND ts >= TIMESTAMP '{from}' AND ts < TIMESTAMP '{to}'"
-    );
+    let where_ =
+        format!("device_id = '{probe}' AND ts >= TIMESTAMP '{from}' AND ts < TIMESTAMP '{to}'");
     let listing_sql = format!("SELECT count(*), avg(value) FROM readings WHERE {where_}");
     let duck_sql = format!(
-        "SELECT count(*), avg(value) FROM read_parquet('{}') WHERE device_id = '{PROBE_DEVICE}' \
+        "SELECT count(*), avg(value) FROM read_parquet('{}') WHERE device_id = '{probe}' \
          AND ts >= TIMESTAMPTZ '{from}' AND ts < TIMESTAMPTZ '{to}'",
         parquet_glob(wh)
     );
-    let metadata = latest_metadata(wh, PROBE_DEVICE)?;
+    let metadata = latest_metadata(wh, probe)?;
     compare(
         b,
         wh,
@@ -216,7 +222,8 @@ async fn compare(
         );
         times[2].push(out["seconds"].as_f64().context("duckdb seconds")?);
         if let Some((metadata, from, to)) = pyiceberg {
-            let out = python(b, &["pyiceberg", metadata, PROBE_DEVICE, from, to])?;
+            let probe = probe_device(b.scale.devices);
+            let out = python(b, &["pyiceberg", metadata, &probe, from, to])?;
             let got: Vec<String> = out["result"]
                 .as_array()
                 .into_iter()
