@@ -7,6 +7,7 @@ use std::sync::Arc;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use iceberg::spec::Schema;
 use object_store::path::Path;
+use object_store::ListResult;
 use object_store::ObjectStoreExt;
 
 use floe_table_format::ident::validate_name;
@@ -15,20 +16,14 @@ use floe_table_format::{Namespace, Table, TableIdent};
 
 use crate::{Catalog, Error, FolderKind, Result, LIST_CONCURRENCY};
 
+/// A namespace's table index: each table's schema digests.
+type Index = BTreeMap<String, Vec<String>>;
+
 impl Catalog {
     /// Sub-folders of a relative prefix whose names are valid Floe names (anything else in
     /// the warehouse — a `.crc` file, a foreign folder — is not Floe's and is skipped).
     async fn children(&self, relative: &str) -> Result<Vec<String>> {
-        let location = self.warehouse.location(relative);
-        let prefix: Path = self.warehouse.object_path(&location)?;
-        let store = self.warehouse.store();
-        let listed = store
-            .list_with_delimiter(Some(&prefix))
-            .await
-            .map_err(|source| floe_table_format::Error::List {
-                location: location.clone(),
-                source,
-            })?;
+        let listed = self.list_folder(&self.warehouse.location(relative)).await?;
         let mut names: Vec<String> = listed
             .common_prefixes
             .iter()
@@ -37,6 +32,20 @@ impl Catalog {
             .collect();
         names.sort();
         Ok(names)
+    }
+
+    /// One delimiter LIST of the folder at `location`.
+    async fn list_folder(&self, location: &str) -> Result<ListResult> {
+        let prefix: Path = self.warehouse.object_path(location)?;
+        Ok(self
+            .warehouse
+            .store()
+            .list_with_delimiter(Some(&prefix))
+            .await
+            .map_err(|source| floe_table_format::Error::List {
+                location: location.to_string(),
+                source,
+            })?)
     }
 
     async fn kind(&self, relative: &str) -> Result<FolderKind> {
@@ -58,14 +67,7 @@ impl Catalog {
                 .into())
             }
         }
-        let prefix = self.warehouse.object_path(&location)?;
-        let listed = store
-            .list_with_delimiter(Some(&prefix))
-            .await
-            .map_err(|source| floe_table_format::Error::List {
-                location: location.clone(),
-                source,
-            })?;
+        let listed = self.list_folder(&location).await?;
         let has = |name: &str| {
             listed
                 .common_prefixes
@@ -90,7 +92,7 @@ impl Catalog {
 
     /// The index of the namespace at `relative` (empty at the warehouse root, which holds
     /// no tables).
-    async fn index_of(&self, relative: &str) -> Result<BTreeMap<String, Vec<String>>> {
+    async fn index_of(&self, relative: &str) -> Result<Index> {
         if relative.is_empty() {
             return Ok(BTreeMap::new());
         }
@@ -102,12 +104,17 @@ impl Catalog {
     /// its folders, run at once; a folder the index names is a table, and only the others
     /// (sub-namespaces, remains, tables whose marker is missing) are examined one by one.
     async fn classified_children(&self, relative: &str) -> Result<Vec<(String, FolderKind)>> {
+        Ok(self.classify(relative).await?.0)
+    }
+
+    /// [`Self::classified_children`], and the index it read.
+    async fn classify(&self, relative: &str) -> Result<(Vec<(String, FolderKind)>, Index)> {
         let (names, indexed) =
             futures::try_join!(self.children(relative), self.index_of(relative))?;
-        let indexed = &indexed;
-        stream::iter(names)
+        let index = &indexed;
+        let kinds = stream::iter(names)
             .map(|name| async move {
-                if indexed.contains_key(&name) {
+                if index.contains_key(&name) {
                     return Ok((name, FolderKind::Table));
                 }
                 let child = if relative.is_empty() {
@@ -119,7 +126,8 @@ impl Catalog {
             })
             .buffered(LIST_CONCURRENCY)
             .try_collect()
-            .await
+            .await?;
+        Ok((kinds, indexed))
     }
 
     /// The tables of `namespace` with the schema the table index records for each: None
@@ -137,17 +145,19 @@ impl Catalog {
                 .map(|t| (t, None))
                 .collect());
         }
-        let relative = namespace.path();
-        let (names, indexed) =
-            futures::try_join!(self.children(&relative), self.index_of(&relative))?;
-        // Only the schemas of tables whose folders exist (a marker alone is stale).
-        let mut digests: Vec<String> = names
-            .iter()
-            .filter_map(|n| match indexed.get(n).map(Vec::as_slice) {
-                Some([one]) => Some(one.clone()),
-                _ => None,
-            })
+        let (kinds, indexed) = self.classify(&namespace.path()).await?;
+        let tables: Vec<String> = kinds
+            .into_iter()
+            .filter(|(_, k)| *k == FolderKind::Table)
+            .map(|(name, _)| name)
             .collect();
+        // The one schema each table's marker names (a marker alone, without its folder,
+        // is stale; a table with two markers is loaded instead).
+        let digest_of = |name: &str| match indexed.get(name).map(Vec::as_slice) {
+            Some([one]) => Some(one.clone()),
+            _ => None,
+        };
+        let mut digests: Vec<String> = tables.iter().filter_map(|n| digest_of(n)).collect();
         digests.sort_unstable();
         digests.dedup();
         let schemas: HashMap<String, Arc<Schema>> = stream::iter(digests)
@@ -168,31 +178,15 @@ impl Catalog {
             .into_iter()
             .flatten()
             .collect();
-        let indexed = &indexed;
-        let schemas = &schemas;
-        let relative = &relative;
-        let kinds: Vec<Option<(TableIdent, Option<Arc<Schema>>)>> = stream::iter(names)
-            .map(|name| async move {
-                let schema = match indexed.get(&name).map(Vec::as_slice) {
-                    Some([one]) => schemas.get(one).cloned(),
-                    Some(_) => None,
-                    None => {
-                        if self.kind(&format!("{relative}/{name}")).await? != FolderKind::Table {
-                            return Ok(None);
-                        }
-                        None
-                    }
-                };
-                Ok::<_, Error>(
-                    TableIdent::new(namespace.clone(), name)
-                        .ok()
-                        .map(|t| (t, schema)),
-                )
+        Ok(tables
+            .into_iter()
+            .filter_map(|name| {
+                let schema = digest_of(&name).and_then(|d| schemas.get(&d).cloned());
+                TableIdent::new(namespace.clone(), name)
+                    .ok()
+                    .map(|t| (t, schema))
             })
-            .buffered(LIST_CONCURRENCY)
-            .try_collect()
-            .await?;
-        Ok(kinds.into_iter().flatten().collect())
+            .collect())
     }
 
     /// Bring the table index of `namespace` in line with its tables (the folders holding

@@ -49,6 +49,16 @@ impl FloeCatalogProvider {
         }
     }
 
+    fn namespace_schema(&self, ns: Namespace) -> NamespaceSchema {
+        NamespaceSchema::new(
+            self.catalog.clone(),
+            ns,
+            self.options,
+            self.scope.clone(),
+            self.tables.clone(),
+        )
+    }
+
     /// List every namespace the scope sees and its tables.
     pub async fn list(&self) -> crate::Result<Vec<Namespace>> {
         let mut seen = Vec::new();
@@ -56,13 +66,7 @@ impl FloeCatalogProvider {
             if self.scope.as_ref().is_some_and(|s| !s.sees(&ns)) {
                 continue;
             }
-            let schema = NamespaceSchema::new(
-                self.catalog.clone(),
-                ns.clone(),
-                self.options,
-                self.scope.clone(),
-                self.tables.clone(),
-            );
+            let schema = self.namespace_schema(ns.clone());
             schema.list().await?;
             if let Ok(mut listed) = self.listed.write() {
                 listed.insert(ns.to_string(), Arc::new(schema));
@@ -102,13 +106,7 @@ impl CatalogProvider for FloeCatalogProvider {
         if self.scope.as_ref().is_some_and(|s| !s.sees(&ns)) {
             return None;
         }
-        let schema: Arc<dyn SchemaProvider> = Arc::new(NamespaceSchema::new(
-            self.catalog.clone(),
-            ns,
-            self.options,
-            self.scope.clone(),
-            self.tables.clone(),
-        ));
+        let schema: Arc<dyn SchemaProvider> = Arc::new(self.namespace_schema(ns));
         self.named
             .write()
             .ok()?

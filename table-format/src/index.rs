@@ -30,6 +30,15 @@ fn tables_folder(ns: &Namespace) -> String {
     format!("{}/.floe/tables", ns.path())
 }
 
+/// The folder of a table's markers.
+fn markers_of(warehouse: &Warehouse, table: &TableIdent) -> String {
+    warehouse.location(&format!(
+        "{}/{}",
+        tables_folder(table.namespace()),
+        table.name()
+    ))
+}
+
 fn schema_relative(ns: &Namespace, digest: &str) -> String {
     format!("{}/.floe/schemas/{digest}.json", ns.path())
 }
@@ -130,7 +139,7 @@ pub async fn record(warehouse: &Warehouse, table: &TableIdent, schema: &Schema) 
             })
         }
     }
-    let folder = warehouse.location(&format!("{}/{}", tables_folder(ns), table.name()));
+    let folder = markers_of(warehouse, table);
     let marker = format!("{folder}/{digest}");
     store
         .put(&warehouse.object_path(&marker)?, bytes::Bytes::new().into())
@@ -149,11 +158,7 @@ pub async fn record(warehouse: &Warehouse, table: &TableIdent, schema: &Schema) 
 
 /// Remove `table` from its namespace's index (every marker it has).
 pub async fn remove(warehouse: &Warehouse, table: &TableIdent) -> Result<()> {
-    let folder = warehouse.location(&format!(
-        "{}/{}",
-        tables_folder(table.namespace()),
-        table.name()
-    ));
+    let folder = markers_of(warehouse, table);
     for old in warehouse.list_all(&folder).await? {
         delete(warehouse, &old.location).await?;
     }

@@ -447,6 +447,7 @@ impl Table {
         let store = HadoopHead::new(warehouse, &location);
         // Fast path: the hint, the probe past it, and the GET of the head, which proves the
         // hinted version exists (versions are contiguous): no HEAD of an object then read.
+        let mut found = None;
         if let Some(hinted) = version::read_hint(warehouse, &location).await? {
             let v = version::probe_forward(warehouse, &location, hinted).await?;
             let head = Head {
@@ -454,30 +455,25 @@ impl Table {
                 metadata_location: version::metadata_location(&location, v),
             };
             match read_head(warehouse, &location, &head, store.layout()).await {
-                Ok((head, metadata)) => {
-                    return Ok(Table::assemble(
-                        warehouse,
-                        ident,
-                        location,
-                        Arc::new(store),
-                        head.version,
-                        head.metadata_location,
-                        metadata,
-                    ))
-                }
+                Ok(read) => found = Some(read),
                 // A hint ahead of the versions (its version is missing): look closer.
                 Err(Error::CorruptMetadata { .. }) if v == hinted => {}
                 Err(e) => return Err(e),
             }
         }
-        let head = store
-            .current(None)
-            .await?
-            .ok_or_else(|| Error::TableNotFound {
-                table: ident.to_string(),
-                location: format!("{location}/metadata"),
-            })?;
-        let (head, metadata) = read_head(warehouse, &location, &head, store.layout()).await?;
+        let (head, metadata) = match found {
+            Some(read) => read,
+            None => {
+                let head = store
+                    .current(None)
+                    .await?
+                    .ok_or_else(|| Error::TableNotFound {
+                        table: ident.to_string(),
+                        location: format!("{location}/metadata"),
+                    })?;
+                read_head(warehouse, &location, &head, store.layout()).await?
+            }
+        };
         Ok(Table::assemble(
             warehouse,
             ident,

@@ -119,6 +119,8 @@ pub struct FaultyStore {
     pub fired: AtomicUsize,
     /// Where [`Fault::Pause`] stops.
     pub gate: Gate,
+    /// Every request, as (kind, key or prefix), when made by [`FaultyStore::recording`].
+    log: Option<Mutex<Vec<(&'static str, String)>>>,
 }
 
 impl fmt::Display for FaultyStore {
@@ -148,6 +150,30 @@ impl FaultyStore {
             rules: Mutex::new(rules.into_iter().map(Arc::new).collect()),
             fired: AtomicUsize::new(0),
             gate: Gate::new(),
+            log: None,
+        }
+    }
+
+    /// A store with no rules that records every request (see [`FaultyStore::take_log`]).
+    pub fn recording(inner: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            log: Some(Mutex::new(Vec::new())),
+            ..Self::new(inner, Vec::new())
+        }
+    }
+
+    /// The requests recorded since the last call: (PUT, GET, HEAD, LIST or DELETE, key).
+    pub fn take_log(&self) -> Vec<(&'static str, String)> {
+        self.log
+            .as_ref()
+            .map(|l| std::mem::take(&mut *l.lock().unwrap()))
+            .unwrap_or_default()
+    }
+
+    fn note(&self, kind: &'static str, path: Option<&Path>) {
+        if let Some(log) = &self.log {
+            let key = path.map(|p| p.to_string()).unwrap_or_default();
+            log.lock().unwrap().push((kind, key));
         }
     }
 
@@ -175,6 +201,7 @@ impl ObjectStore for FaultyStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> Result<PutResult> {
+        self.note("PUT", Some(location));
         let op = if matches!(opts.mode, PutMode::Create) {
             Op::Create
         } else {
@@ -211,6 +238,7 @@ impl ObjectStore for FaultyStore {
         location: &Path,
         opts: PutMultipartOptions,
     ) -> Result<Box<dyn MultipartUpload>> {
+        self.note("PUT", Some(location));
         match self.fault_for(Op::Put, location) {
             Some(Fault::FailBefore) | Some(Fault::FailAfter) | Some(Fault::ExistsAfter) => {
                 Err(transport_error(location))
@@ -226,6 +254,7 @@ impl ObjectStore for FaultyStore {
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
         let op = if options.head { Op::Head } else { Op::Get };
+        self.note(if options.head { "HEAD" } else { "GET" }, Some(location));
         match self.fault_for(op, location) {
             Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
             Some(Fault::Pause) => self.gate.pass().await,
@@ -236,6 +265,7 @@ impl ObjectStore for FaultyStore {
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        self.note("GET", Some(location));
         self.inner.get_ranges(location, ranges).await
     }
 
@@ -243,18 +273,22 @@ impl ObjectStore for FaultyStore {
         &self,
         locations: BoxStream<'static, Result<Path>>,
     ) -> BoxStream<'static, Result<Path>> {
+        self.note("DELETE", None);
         self.inner.delete_stream(locations)
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.note("LIST", prefix);
         self.inner.list(prefix)
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.note("LIST", prefix);
         self.inner.list_with_delimiter(prefix).await
     }
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.note("PUT", Some(to));
         self.inner.copy_opts(from, to, options).await
     }
 }

@@ -2,10 +2,9 @@
 //! queries that touch only the tables their filters keep, and one-table queries that list
 //! nothing. Requests are observed through a recording store in front of each backend.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arrow::array::{Array, Float64Array};
-use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
@@ -13,100 +12,16 @@ use floe_catalog::Catalog;
 use floe_query::{EngineOptions, QueryEngine};
 use floe_table_format::{CommitOptions, Namespace, TableIdent, Warehouse};
 
+use crate::faults::FaultyStore;
 use crate::support::*;
 
 /// The fleet: one table per name, `ROWS` rows each, values `1000*i + k`.
 const TABLES: [&str; 5] = ["other_x", "site_1_a", "site_1_b", "site_2_a", "site_2_b"];
 const ROWS: usize = 10;
 
-/// Every request that reaches the store: (kind, key or prefix).
-#[derive(Debug)]
-struct Recording {
-    inner: Arc<dyn ObjectStore>,
-    log: Mutex<Vec<(&'static str, String)>>,
-}
-
-impl std::fmt::Display for Recording {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Recording({})", self.inner)
-    }
-}
-
-impl Recording {
-    fn note(&self, kind: &'static str, path: Option<&Path>) {
-        let key = path.map(|p| p.to_string()).unwrap_or_default();
-        self.log.lock().unwrap().push((kind, key));
-    }
-    fn take(&self) -> Vec<(&'static str, String)> {
-        std::mem::take(&mut *self.log.lock().unwrap())
-    }
-}
-
-#[async_trait::async_trait]
-impl ObjectStore for Recording {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: object_store::PutPayload,
-        opts: object_store::PutOptions,
-    ) -> object_store::Result<object_store::PutResult> {
-        self.note("PUT", Some(location));
-        self.inner.put_opts(location, payload, opts).await
-    }
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: object_store::PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
-        self.note("PUT", Some(location));
-        self.inner.put_multipart_opts(location, opts).await
-    }
-    async fn get_opts(
-        &self,
-        location: &Path,
-        options: object_store::GetOptions,
-    ) -> object_store::Result<object_store::GetResult> {
-        self.note(if options.head { "HEAD" } else { "GET" }, Some(location));
-        self.inner.get_opts(location, options).await
-    }
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.note("DELETE", None);
-        self.inner.delete_stream(locations)
-    }
-    fn list(
-        &self,
-        prefix: Option<&Path>,
-    ) -> BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
-        self.note("LIST", prefix);
-        self.inner.list(prefix)
-    }
-    async fn list_with_delimiter(
-        &self,
-        prefix: Option<&Path>,
-    ) -> object_store::Result<object_store::ListResult> {
-        self.note("LIST", prefix);
-        self.inner.list_with_delimiter(prefix).await
-    }
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: object_store::CopyOptions,
-    ) -> object_store::Result<()> {
-        self.note("PUT", Some(to));
-        self.inner.copy_opts(from, to, options).await
-    }
-}
-
 /// A recording warehouse over `wh`, with the fleet written through it.
-async fn recorded_fleet(wh: &Warehouse) -> (Catalog, Arc<Recording>, String) {
-    let recording = Arc::new(Recording {
-        inner: wh.store().clone(),
-        log: Mutex::new(Vec::new()),
-    });
+async fn recorded_fleet(wh: &Warehouse) -> (Catalog, Arc<FaultyStore>, String) {
+    let recording = Arc::new(FaultyStore::recording(wh.store().clone()));
     let wh = Warehouse::with_store(wh.url(), recording.clone()).unwrap();
     let root = wh.object_path(wh.url()).unwrap().to_string();
     let cat = Catalog::new(wh);
@@ -121,7 +36,7 @@ async fn recorded_fleet(wh: &Warehouse) -> (Catalog, Arc<Recording>, String) {
         .await
         .unwrap();
     }
-    recording.take();
+    recording.take_log();
     (cat, recording, root)
 }
 
@@ -176,7 +91,7 @@ async fn a_filtered_fleet_query_reads_nothing_of_the_other_tables() {
             let got = single_f64(&engine.sql(&sql).await.unwrap());
             let want: f64 = kept.iter().map(|t| sum_of(t)).sum();
             assert_eq!(got, want, "{backend}: {filter}");
-            let log = recording.take();
+            let log = recording.take_log();
             assert_metadata_read_once(backend, &log);
             for other in TABLES.iter().filter(|t| !kept.contains(t)) {
                 let prefix = under(&root, &format!("fleet/{other}/"));
@@ -212,7 +127,7 @@ async fn a_one_table_query_lists_neither_the_warehouse_nor_the_namespace() {
         );
         assert_eq!(got, sum_of("site_1_b"), "{backend}");
         let own = under(&root, "fleet/site_1_b/");
-        let log = recording.take();
+        let log = recording.take_log();
         assert_metadata_read_once(backend, &log);
         let elsewhere: Vec<_> = log.iter().filter(|(_, k)| !k.starts_with(&own)).collect();
         assert!(
@@ -246,7 +161,7 @@ async fn listing_a_namespace_costs_its_lists_not_a_request_per_table() {
         let listed = cat.list_tables(&ns).await.unwrap();
         let names: Vec<&str> = listed.iter().map(|t| t.name()).collect();
         assert_eq!(names, TABLES, "{backend}");
-        let log = recording.take();
+        let log = recording.take_log();
         assert!(
             log.iter().all(|(kind, _)| *kind == "LIST") && log.len() <= 2,
             "{backend}: listing 5 tables took {log:?}"
