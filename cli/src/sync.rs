@@ -32,6 +32,14 @@ pub struct SyncArgs {
     /// Print what would be projected (tables, snapshots, files, bytes); write nothing.
     #[arg(long)]
     dry_run: bool,
+    /// One cloud commit per local append, files copied as they are (the projection before
+    /// squashing: more cloud requests, and small files the cloud must compact later).
+    #[arg(long)]
+    per_commit: bool,
+    /// Start another cloud commit when one would carry more local bytes than this (the
+    /// small files of each partition are combined into one file per commit).
+    #[arg(long, value_name = "SIZE", value_parser = crate::values::size, default_value = "1GB")]
+    max_commit_bytes: usize,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -135,6 +143,8 @@ pub async fn run(catalog: &Catalog, args: SyncArgs, credential: Option<&str>) ->
     });
     let mut options = SyncOptions {
         dry_run: args.dry_run,
+        per_commit: args.per_commit,
+        max_commit_bytes: args.max_commit_bytes as u64,
         limiter: args
             .max_bytes_per_sec
             .map(|n| Arc::new(RateLimiter::new(n as u64))),
@@ -166,6 +176,9 @@ fn print_report(report: &SyncReport, args: &SyncArgs, cloud: &Warehouse) {
     let copied = sum(|t| t.files_copied);
     let skipped = sum(|t| t.files_skipped);
     let bytes = sum(|t| t.bytes_copied);
+    let commits = sum(|t| t.cloud_commits as u64);
+    let combined = sum(|t| t.files_combined);
+    let requests = sum(|t| t.requests_planned);
     if args.json {
         println!(
             "{}",
@@ -174,6 +187,9 @@ fn print_report(report: &SyncReport, args: &SyncArgs, cloud: &Warehouse) {
                 "dry_run": args.dry_run,
                 "tables": report.tables.len(),
                 "snapshots_projected": snapshots,
+                "cloud_commits": commits,
+                "files_combined": combined,
+                "requests_planned": requests,
                 "files_copied": copied,
                 "files_skipped": skipped,
                 "bytes_copied": bytes,
@@ -195,12 +211,22 @@ fn print_report(report: &SyncReport, args: &SyncArgs, cloud: &Warehouse) {
             continue;
         }
         println!(
-            "{}: {verb} {} snapshot(s), {} file(s) copied ({}), {} already there{}",
+            "{}: {verb} {} snapshot(s) in {} cloud commit(s), {} file(s) {} ({}){}, {} already there{}{}",
             t.table,
             t.snapshots_projected,
+            t.cloud_commits,
             t.files_copied,
+            if args.dry_run { "to send" } else { "copied" },
             output::bytes(t.bytes_copied),
+            match t.files_combined {
+                0 => String::new(),
+                n => format!(", combined from {n} small file(s)"),
+            },
             t.files_skipped,
+            match args.dry_run {
+                true => format!(", about {} cloud request(s)", t.requests_planned),
+                false => String::new(),
+            },
             if t.catch_up {
                 " (catch-up of expired local history)"
             } else {

@@ -13,11 +13,11 @@ use floe_table_format::{Error as TableError, Warehouse};
 use crate::error::Result;
 
 /// Objects up to this size are copied with one PUT; larger ones as a multipart upload.
-const MULTIPART_THRESHOLD: u64 = 8 << 20;
+pub(crate) const MULTIPART_THRESHOLD: u64 = 8 << 20;
 
 /// Part size of multipart copies: the streamed-upload part size (S3's minimum). A copy
 /// waits for each part before filling the next, so it holds about two parts (10 MiB).
-const PART_SIZE: usize = floe_table_format::storage::UPLOAD_PART_SIZE;
+pub(crate) const PART_SIZE: usize = floe_table_format::storage::UPLOAD_PART_SIZE;
 
 /// Reports progress of a sync (a progress bar in the CLI). All methods default to no-ops.
 pub trait SyncProgress: Send + Sync {

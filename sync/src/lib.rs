@@ -46,16 +46,22 @@ mod plan;
 mod project;
 mod prune;
 mod run;
+mod squash;
 
 pub use copy::{NoProgress, RateLimiter, SyncProgress};
 pub use error::{Error, Result};
 pub use plan::{plan_steps, Step};
 pub use project::{
-    cloud_path, cloud_watermark_key, commit_id, set_local_watermark, SOURCE_SNAPSHOT_KEY,
+    cloud_path, cloud_watermark_key, commit_id, range_commit_id, set_local_watermark,
+    SOURCE_FIRST_SNAPSHOT_KEY, SOURCE_RANGE_KEY, SOURCE_SNAPSHOTS_KEY, SOURCE_SNAPSHOT_KEY,
     SOURCE_TABLE_KEY,
 };
 pub use prune::{prune_local, PruneOptions, PruneReport};
-pub use run::{reach, select_tables, sync, sync_table, SyncOptions, SyncReport, TableSyncReport};
+pub use run::{
+    planned_requests, reach, select_tables, sync, sync_table, SyncOptions, SyncReport,
+    TableSyncReport,
+};
+pub use squash::DEFAULT_COMMIT_BYTES;
 
 /// Local table property: the sequence number of the newest local snapshot the cloud holds.
 /// Defined in the table format, whose expiry protects the snapshots above it.

@@ -8,19 +8,32 @@ use std::collections::HashMap;
 use sha2::{Digest, Sha256};
 
 use iceberg::spec::{
-    DataFile, DataFileBuilder, ManifestStatus, SnapshotRef, TableMetadata, TableMetadataBuilder,
+    DataFile, DataFileBuilder, ManifestStatus, Schema, SnapshotRef, TableMetadata,
+    TableMetadataBuilder, Type,
 };
+use iceberg::{TableRequirement, TableUpdate};
 
+use floe_table_format::external::ApplyUpdates;
 use floe_table_format::maintenance::{self, LOCAL_WATERMARK};
 use floe_table_format::{
-    rewrite, Action, Advance, Applied, CommitOptions, Error as TableError, Result as TableResult,
+    Action, Advance, Applied, CommitOptions, Error as TableError, Result as TableResult,
     RetryPolicy, Table, TableDefinition,
 };
 
 use crate::error::{Error, Result};
 
-/// Cloud snapshot-summary key: the local snapshot a cloud append projects.
+/// Cloud snapshot-summary key: the newest local snapshot a cloud append carries.
 pub const SOURCE_SNAPSHOT_KEY: &str = "floe.sync.source-snapshot-id";
+
+/// Cloud snapshot-summary key: the oldest local snapshot a cloud append carries.
+pub const SOURCE_FIRST_SNAPSHOT_KEY: &str = "floe.sync.source-first-snapshot-id";
+
+/// Cloud snapshot-summary key: how many local snapshots a cloud append carries.
+pub const SOURCE_SNAPSHOTS_KEY: &str = "floe.sync.source-snapshots";
+
+/// Cloud snapshot-summary key: the local sequence numbers a cloud append covers,
+/// `<first>-<last>` (inclusive; the watermark moved from first − 1 to last).
+pub const SOURCE_RANGE_KEY: &str = "floe.sync.source-sequence-numbers";
 
 /// Cloud snapshot-summary key: the local table (uuid) a cloud append comes from.
 pub const SOURCE_TABLE_KEY: &str = "floe.sync.source-table-uuid";
@@ -56,49 +69,48 @@ fn snapshot_of(local: &Table, snapshot_id: i64) -> TableResult<SnapshotRef> {
         })
 }
 
-/// The data files local snapshot `snapshot_id` added (entries `ADDED` by it).
-pub(crate) async fn added_files(local: &Table, snapshot_id: i64) -> TableResult<Vec<DataFile>> {
+/// A local file a projection carries, with the id of the partition spec it was written
+/// with (from its manifest).
+#[derive(Debug, Clone)]
+pub(crate) struct Source {
+    /// The partition spec of the file's manifest.
+    pub(crate) spec_id: i32,
+    /// The file.
+    pub(crate) file: DataFile,
+}
+
+/// The files of local snapshot `snapshot_id`: those it added (entries `ADDED` by it, in
+/// manifests it added), or with `all_live` every file alive in it.
+pub(crate) async fn files_of(
+    local: &Table,
+    snapshot_id: i64,
+    all_live: bool,
+) -> TableResult<Vec<Source>> {
     let snapshot = snapshot_of(local, snapshot_id)?;
-    let list = local
-        .iceberg()?
-        .manifest_list_reader(&snapshot)
-        .load()
-        .await
-        .map_err(|e| {
-            TableError::iceberg(
-                format!("read manifest list {}", snapshot.manifest_list()),
-                e,
-            )
-        })?;
+    let list = local.read_manifest_list(&snapshot).await?;
     let own: Vec<_> = list
-        .entries()
-        .iter()
-        .filter(|m| m.added_snapshot_id == snapshot_id)
-        .cloned()
+        .into_iter()
+        .filter(|m| all_live || m.added_snapshot_id == snapshot_id)
         .collect();
     let loaded = maintenance::load_manifests(local.file_io(), own).await?;
     Ok(loaded
         .into_iter()
-        .flat_map(|(_, manifest)| {
+        .flat_map(|(list_entry, manifest)| {
             manifest
                 .entries()
                 .iter()
-                .filter(|e| {
-                    e.status() == ManifestStatus::Added && e.snapshot_id() == Some(snapshot_id)
+                .filter(|e| match all_live {
+                    true => e.is_alive(),
+                    false => {
+                        e.status() == ManifestStatus::Added && e.snapshot_id() == Some(snapshot_id)
+                    }
                 })
-                .map(|e| e.data_file().clone())
+                .map(|e| Source {
+                    spec_id: list_entry.partition_spec_id,
+                    file: e.data_file().clone(),
+                })
                 .collect::<Vec<_>>()
         })
-        .collect())
-}
-
-/// Every data file live in local snapshot `snapshot_id`.
-pub(crate) async fn live_files_of(local: &Table, snapshot_id: i64) -> TableResult<Vec<DataFile>> {
-    let snapshot = snapshot_of(local, snapshot_id)?;
-    Ok(rewrite::live_files_at(local, &snapshot)
-        .await?
-        .into_iter()
-        .map(|f| f.data_file)
         .collect())
 }
 
@@ -159,23 +171,42 @@ pub(crate) fn relocate(file: &DataFile, path: String, spec_id: i32) -> TableResu
     })
 }
 
-/// How the cloud append projecting local snapshot `snapshot_id` of the local table
-/// `local_uuid` commits: with the projection's commit id, the source keys in its summary,
-/// and the cloud watermark advanced `from` → `to` (the snapshot's sequence number) in the
-/// same version, compare-and-set: a concurrent run's projection of the same snapshot makes
-/// this one a no-op, and a plan made from a watermark that moved commits nothing.
+/// The commit id of a squashed cloud append carrying the local appends with sequence
+/// numbers in `(from, to]`: the same range always has the same id, whichever run staged it.
+pub fn range_commit_id(local_uuid: &uuid::Uuid, from: i64, to: i64) -> String {
+    format!("sync-{local_uuid}-seq-{from}-{to}")
+}
+
+/// How a cloud append of a sync commits: with `commit_id`, the source keys in its summary
+/// (the local table, the newest local snapshot it carries, and the range), and the cloud
+/// watermark advanced `from` → `to` in the same version, compare-and-set: a concurrent
+/// run's projection of the same range makes this one a no-op, and a plan made from a
+/// watermark that moved commits nothing.
 pub(crate) fn projection_commit(
     local_uuid: &uuid::Uuid,
-    snapshot_id: i64,
+    commit_id: &str,
+    (first_snapshot_id, last_snapshot_id, snapshots): (i64, i64, usize),
     (from, to): (i64, i64),
     policy: &RetryPolicy,
 ) -> CommitOptions {
     CommitOptions {
-        commit_id: commit_id(local_uuid, snapshot_id),
+        commit_id: commit_id.to_string(),
         policy: policy.clone(),
         properties: HashMap::from([
             (SOURCE_TABLE_KEY.to_string(), local_uuid.to_string()),
-            (SOURCE_SNAPSHOT_KEY.to_string(), snapshot_id.to_string()),
+            (
+                SOURCE_SNAPSHOT_KEY.to_string(),
+                last_snapshot_id.to_string(),
+            ),
+            (
+                SOURCE_FIRST_SNAPSHOT_KEY.to_string(),
+                first_snapshot_id.to_string(),
+            ),
+            (SOURCE_SNAPSHOTS_KEY.to_string(), snapshots.to_string()),
+            (
+                SOURCE_RANGE_KEY.to_string(),
+                format!("{}-{to}", from.saturating_add(1)),
+            ),
         ]),
         table_properties: HashMap::new(),
         advance: Some(Advance {
@@ -224,6 +255,93 @@ pub(crate) fn check_compatible(local: &Table, cloud: &Table) -> Result<()> {
             "the schemas differ (field ids, names or types)".into()
         },
     })
+}
+
+/// Bring the cloud table's schema and default partition spec up to the local table's, in
+/// one metadata-only cloud commit, before any data that needs them: the local table
+/// evolved (a column added, a type widened, a new partition spec) since the cloud table was
+/// made. Only a cloud schema the local one extends is moved: every cloud column must be in
+/// the local schema with the same id, name and requiredness, and the same type or one it
+/// widens to. Anything else is left for [`check_compatible`] to refuse. Requirements on the
+/// cloud's schema and spec ids make a concurrent change a rebase: the comparison is made
+/// again on the new head.
+pub(crate) async fn evolve_cloud(local: &Table, cloud: &mut Table) -> Result<()> {
+    for _ in 0..4 {
+        let (l, c) = (local.metadata(), cloud.metadata());
+        let same_schema = l.current_schema().as_struct() == c.current_schema().as_struct();
+        let same_spec = l.default_partition_spec().fields() == c.default_partition_spec().fields();
+        if same_schema && same_spec {
+            return Ok(());
+        }
+        if !same_schema && !extends(l.current_schema(), c.current_schema()) {
+            return Ok(());
+        }
+        let mut updates = Vec::new();
+        if !same_schema {
+            updates.push(TableUpdate::AddSchema {
+                schema: l.current_schema().as_ref().clone(),
+            });
+            updates.push(TableUpdate::SetCurrentSchema { schema_id: -1 });
+        }
+        if !same_spec {
+            updates.push(TableUpdate::AddSpec {
+                spec: l.default_partition_spec().as_ref().clone().into_unbound(),
+            });
+            updates.push(TableUpdate::SetDefaultSpec { spec_id: -1 });
+        }
+        let requirements = vec![
+            TableRequirement::CurrentSchemaIdMatch {
+                current_schema_id: c.current_schema_id(),
+            },
+            TableRequirement::DefaultSpecIdMatch {
+                default_spec_id: c.default_partition_spec_id(),
+            },
+        ];
+        let mut action = ApplyUpdates::new(requirements, updates);
+        let id = uuid::Uuid::new_v4().to_string();
+        match cloud
+            .commit(&id, &RetryPolicy::default(), &mut action)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(TableError::RequirementFailed { .. }) => cloud.refresh().await?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Whether `newer` extends `older`: every column of `older` is in `newer` with the same
+/// id, name and requiredness, and the same type or an Iceberg widening of it (int → long,
+/// float → double, decimal precision up at the same scale).
+fn extends(newer: &Schema, older: &Schema) -> bool {
+    older.as_struct().fields().iter().all(|o| {
+        newer.field_by_id(o.id).is_some_and(|n| {
+            n.name == o.name && n.required == o.required && widens(&o.field_type, &n.field_type)
+        })
+    })
+}
+
+fn widens(from: &Type, to: &Type) -> bool {
+    use iceberg::spec::PrimitiveType as P;
+    match (from, to) {
+        (a, b) if a == b => true,
+        (Type::Primitive(a), Type::Primitive(b)) => match (a, b) {
+            (P::Int, P::Long) | (P::Float, P::Double) => true,
+            (
+                P::Decimal {
+                    precision: p1,
+                    scale: s1,
+                },
+                P::Decimal {
+                    precision: p2,
+                    scale: s2,
+                },
+            ) => s1 == s2 && p2 >= p1,
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 /// Record `watermark` in the local table's [`LOCAL_WATERMARK`] (never lowering it), as a

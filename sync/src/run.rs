@@ -18,10 +18,12 @@ use crate::copy::{Copier, NoProgress, RateLimiter, SyncProgress};
 use crate::error::{Error, Result};
 use crate::plan::{plan_steps, Step};
 use crate::project::{
-    added_files, check_compatible, cloud_path, cloud_watermark_key, definition_of, live_files_of,
-    parse_watermark, projection_commit, relocate, set_local_watermark,
+    check_compatible, cloud_path, cloud_watermark_key, commit_id, definition_of, evolve_cloud,
+    files_of, parse_watermark, projection_commit, range_commit_id, relocate, set_local_watermark,
+    Source,
 };
 use crate::prune::{prune_local, PruneOptions, PruneReport};
+use crate::squash::{self, Projection};
 
 /// Tables synced at once.
 const TABLE_CONCURRENCY: usize = 4;
@@ -41,6 +43,12 @@ pub struct SyncOptions {
     pub limiter: Option<Arc<RateLimiter>>,
     /// Progress sink.
     pub progress: Arc<dyn SyncProgress>,
+    /// One cloud append per local append, files copied as they are (the projection before
+    /// squashing; more requests and small files in the cloud).
+    pub per_commit: bool,
+    /// A squashed sync makes another cloud append when one would carry more local bytes
+    /// than this.
+    pub max_commit_bytes: u64,
 }
 
 impl std::fmt::Debug for SyncOptions {
@@ -49,6 +57,8 @@ impl std::fmt::Debug for SyncOptions {
             .field("dry_run", &self.dry_run)
             .field("policy", &self.policy)
             .field("reach_attempts", &self.reach_attempts)
+            .field("per_commit", &self.per_commit)
+            .field("max_commit_bytes", &self.max_commit_bytes)
             .finish()
     }
 }
@@ -62,6 +72,8 @@ impl Default for SyncOptions {
             reach_backoff: Duration::from_millis(500),
             limiter: None,
             progress: Arc::new(NoProgress),
+            per_commit: false,
+            max_commit_bytes: squash::DEFAULT_COMMIT_BYTES,
         }
     }
 }
@@ -71,11 +83,17 @@ impl Default for SyncOptions {
 pub struct TableSyncReport {
     /// The table.
     pub table: String,
-    /// Local snapshots projected as cloud appends (would be, in a dry run).
+    /// Local snapshots projected (would be, in a dry run).
     pub snapshots_projected: usize,
+    /// Cloud appends made (would be, in a dry run).
+    pub cloud_commits: usize,
+    /// Small local files combined into fewer, larger ones (squashed sync).
+    pub files_combined: u64,
+    /// In a dry run: the cloud requests the sync would make (see [`planned_requests`]).
+    pub requests_planned: u64,
     /// Local maintenance snapshots passed over.
     pub snapshots_skipped: usize,
-    /// Projections the cloud already had (found by commit id).
+    /// Cloud appends the cloud already had (found by commit id or watermark).
     pub already_committed: usize,
     /// Data files copied (to copy, in a dry run).
     pub files_copied: u64,
@@ -123,8 +141,9 @@ where
 
 /// Project `local` into the table of the same name in the `cloud` catalog (created like
 /// the local one if absent): every local append after the cloud's watermark for this local
-/// table, oldest first, each as one cloud append after its files are copied. See the crate
-/// docs.
+/// table, oldest first; squashed into one cloud append (or a few, under
+/// [`SyncOptions::max_commit_bytes`]) whose small files are combined per partition, or
+/// with [`SyncOptions::per_commit`] one cloud append per local append. See the crate docs.
 pub async fn sync_table(
     local: &mut Table,
     cloud: &Catalog,
@@ -155,22 +174,26 @@ pub async fn sync_table(
     let mut watermark = cloud_table
         .as_ref()
         .map_or(0, |t| parse_watermark(t.metadata().properties(), &key));
+    // Staged batches of an interrupted run (squashed sync only).
+    let mut journals = match options.per_commit || options.dry_run {
+        true => Vec::new(),
+        false => squash::journals(local).await?,
+    };
     let mut projections = plan_projections(local, watermark, &mut report).await?;
-    if projections.is_empty() {
+    let resumable = |journals: &[squash::Staged], w: i64| journals.iter().any(|j| j.from == w);
+    if projections.is_empty() && !resumable(&journals, watermark) {
         report.already_in_sync = true;
         report.watermark = watermark;
         if !options.dry_run && cloud_table.is_some() {
+            for j in &journals {
+                squash::discard(local, j).await;
+            }
             set_local_watermark(local, watermark).await?;
         }
         return Ok(report);
     }
     if options.dry_run {
-        report.watermark = watermark;
-        report.snapshots_projected = projections.len();
-        for (_, _, files) in &projections {
-            report.files_copied += files.len() as u64;
-            report.bytes_copied += files.iter().map(|f| f.file_size_in_bytes()).sum::<u64>();
-        }
+        dry_run(local, projections, watermark, options, &mut report);
         return Ok(report);
     }
     let mut cloud_table = match cloud_table.take() {
@@ -187,80 +210,248 @@ pub async fn sync_table(
             .await?;
             watermark = parse_watermark(t.metadata().properties(), &key);
             projections = plan_projections(local, watermark, &mut report).await?;
-            report.already_in_sync = projections.is_empty();
+            report.already_in_sync = projections.is_empty() && !resumable(&journals, watermark);
             t
         }
     };
     report.watermark = watermark;
+    evolve_cloud(local, &mut cloud_table).await?;
     check_compatible(local, &cloud_table)?;
     let copier = Copier {
         limiter: options.limiter.as_deref(),
         progress: options.progress.as_ref(),
     };
-    let spec_id = cloud_table.metadata().default_partition_spec_id();
-    options.progress.planned(
-        projections.iter().map(|p| p.2.len() as u64).sum(),
-        projections
-            .iter()
-            .flat_map(|p| p.2.iter().map(|f| f.file_size_in_bytes()))
-            .sum(),
-    );
-    for (snapshot_id, sequence_number, files) in projections {
-        // A vacuum may have committed an intent to delete a copy this projection reuses (a
-        // failed run left it) or made before the vacuum listed the table: the commit is
-        // then refused, and the files are copied again under fresh names (the old names
-        // are the vacuum's to delete).
-        let mut fresh = false;
-        let committed = loop {
-            let mut cloud_files = Vec::with_capacity(files.len());
-            for f in &files {
-                let mut target =
-                    cloud_path(local.location(), cloud_table.location(), f.file_path());
-                if fresh {
-                    target = fresh_name(&target);
-                }
-                let size = f.file_size_in_bytes();
-                let copied = copier
-                    .copy_object(
-                        local.warehouse(),
-                        f.file_path(),
-                        cloud.warehouse(),
-                        &target,
-                        size,
-                    )
-                    .await?;
-                if copied {
-                    report.files_copied += 1;
-                    report.bytes_copied += size;
-                } else {
-                    report.files_skipped += 1;
-                }
-                options.progress.file_done(!copied, size);
-                cloud_files.push(relocate(f, target, spec_id)?);
-            }
-            let commit = projection_commit(
-                &local_uuid,
-                snapshot_id,
-                (report.watermark, sequence_number),
-                &options.policy,
-            );
-            match cloud_table.append(cloud_files, commit).await {
-                Err(TableError::Vacuumed { object, intent, .. }) if !fresh => {
-                    tracing::warn!(%object, %intent, "a vacuum deletes a copy this projection uses; copying again under fresh names");
-                    fresh = true;
-                }
-                other => break other?,
-            }
-        };
-        if committed.already_committed {
-            report.already_committed += 1;
-        } else {
-            report.snapshots_projected += 1;
+    if options.per_commit {
+        for p in projections {
+            let upload = Upload {
+                from: report.watermark,
+                to: p.sequence_number,
+                commit_id: commit_id(&local_uuid, p.snapshot_id),
+                first_snapshot_id: p.snapshot_id,
+                last_snapshot_id: p.snapshot_id,
+                snapshots: 1,
+                files: p.files,
+            };
+            project(
+                local,
+                cloud,
+                &mut cloud_table,
+                (&copier, &options.policy),
+                upload,
+                &mut report,
+            )
+            .await?;
         }
-        report.watermark = sequence_number;
+    } else {
+        // First a batch an interrupted run staged from this very watermark (the newest),
+        // then what is left, planned from the watermark it reached.
+        journals.sort_by_key(|j| std::cmp::Reverse(j.to));
+        if let Some(i) = journals.iter().position(|j| j.from == report.watermark) {
+            let staged = journals.remove(i);
+            report.files_combined += staged.combined_sources as u64;
+            let upload = Upload::of_staged(&local_uuid, &staged);
+            project(
+                local,
+                cloud,
+                &mut cloud_table,
+                (&copier, &options.policy),
+                upload,
+                &mut report,
+            )
+            .await?;
+            squash::discard(local, &staged).await;
+            projections = plan_projections(local, report.watermark, &mut report).await?;
+        }
+        // Any other journal was planned from a watermark the cloud has left.
+        for j in &journals {
+            squash::discard(local, j).await;
+        }
+        let cap = options.max_commit_bytes;
+        for batch in squash::batches(projections, report.watermark, cap) {
+            let staged = squash::stage(local, &batch).await?;
+            report.files_combined += staged.combined_sources as u64;
+            let upload = Upload::of_staged(&local_uuid, &staged);
+            match project(
+                local,
+                cloud,
+                &mut cloud_table,
+                (&copier, &options.policy),
+                upload,
+                &mut report,
+            )
+            .await
+            {
+                Err(e @ Error::Table(TableError::RequirementFailed { .. })) => {
+                    // The watermark moved under this run: the batch can never apply.
+                    squash::discard(local, &staged).await;
+                    return Err(e);
+                }
+                other => other?,
+            }
+            squash::discard(local, &staged).await;
+        }
     }
     set_local_watermark(local, report.watermark).await?;
     Ok(report)
+}
+
+/// Fill `report` with what a sync would do: snapshots, the files and bytes it would send
+/// (combined files estimated by size) and the cloud requests it would make.
+fn dry_run(
+    local: &Table,
+    projections: Vec<Projection>,
+    watermark: i64,
+    options: &SyncOptions,
+    report: &mut TableSyncReport,
+) {
+    report.watermark = watermark;
+    report.snapshots_projected = projections.len();
+    let spec = local.metadata().default_partition_spec_id();
+    let target = floe_table_format::writer::target_file_size(local);
+    let mut sizes: Vec<u64> = Vec::new();
+    let commits = if options.per_commit {
+        for p in &projections {
+            sizes.extend(p.files.iter().map(|s| s.file.file_size_in_bytes()));
+        }
+        projections.len() as u64
+    } else {
+        let batches = squash::batches(projections, watermark, options.max_commit_bytes);
+        for b in &batches {
+            let l = squash::layout(&b.files, spec);
+            report.files_combined += l.groups.iter().map(|g| g.len() as u64).sum::<u64>();
+            sizes.extend(l.kept.iter().map(|s| s.file.file_size_in_bytes()));
+            for g in &l.groups {
+                let bytes: u64 = g.iter().map(|s| s.file.file_size_in_bytes()).sum();
+                let n = bytes.div_ceil(target.max(1)).max(1);
+                sizes.extend((0..n).map(|_| bytes / n));
+            }
+        }
+        batches.len() as u64
+    };
+    report.cloud_commits = commits as usize;
+    report.files_copied = sizes.len() as u64;
+    report.bytes_copied = sizes.iter().sum();
+    report.requests_planned = planned_requests(&sizes, commits);
+}
+
+/// Cloud requests of a sync sending files of `sizes` in `commits` appends, as
+/// `spec/sync.md` counts them: the head search (1 GET, 2 HEAD); per file a HEAD and a PUT
+/// (a multipart upload: create, one PUT per part, complete); per append its manifest,
+/// manifest list, version and hint (4 PUT) and the base manifest list (1 GET).
+pub fn planned_requests(sizes: &[u64], commits: u64) -> u64 {
+    let files: u64 = sizes
+        .iter()
+        .map(|&n| match n <= crate::copy::MULTIPART_THRESHOLD {
+            true => 2,
+            false => 3 + n.div_ceil(crate::copy::PART_SIZE as u64),
+        })
+        .sum();
+    3 + files + 5 * commits
+}
+
+/// One cloud append of a sync: the local range `(from, to]` it carries and its files.
+struct Upload {
+    from: i64,
+    to: i64,
+    commit_id: String,
+    first_snapshot_id: i64,
+    last_snapshot_id: i64,
+    snapshots: usize,
+    files: Vec<Source>,
+}
+
+impl Upload {
+    fn of_staged(local_uuid: &uuid::Uuid, s: &squash::Staged) -> Self {
+        Self {
+            from: s.from,
+            to: s.to,
+            commit_id: range_commit_id(local_uuid, s.from, s.to),
+            first_snapshot_id: s.first_snapshot_id,
+            last_snapshot_id: s.last_snapshot_id,
+            snapshots: s.snapshots,
+            files: s.files.clone(),
+        }
+    }
+}
+
+/// Copy an upload's files to the cloud (skipping what is there), then commit them as one
+/// append advancing the watermark `from` → `to`.
+async fn project(
+    local: &Table,
+    cloud: &Catalog,
+    cloud_table: &mut Table,
+    (copier, policy): (&Copier<'_>, &RetryPolicy),
+    upload: Upload,
+    report: &mut TableSyncReport,
+) -> Result<()> {
+    let spec_id = cloud_table.metadata().default_partition_spec_id();
+    copier.progress.planned(
+        upload.files.len() as u64,
+        upload
+            .files
+            .iter()
+            .map(|s| s.file.file_size_in_bytes())
+            .sum(),
+    );
+    // A vacuum may have committed an intent to delete a copy this projection reuses (a
+    // failed run left it) or made before the vacuum listed the table: the commit is
+    // then refused, and the files are copied again under fresh names (the old names
+    // are the vacuum's to delete).
+    let mut fresh = false;
+    let committed = loop {
+        let mut cloud_files = Vec::with_capacity(upload.files.len());
+        for s in &upload.files {
+            let f = &s.file;
+            let mut target = cloud_path(local.location(), cloud_table.location(), f.file_path());
+            if fresh {
+                target = fresh_name(&target);
+            }
+            let size = f.file_size_in_bytes();
+            let copied = copier
+                .copy_object(
+                    local.warehouse(),
+                    f.file_path(),
+                    cloud.warehouse(),
+                    &target,
+                    size,
+                )
+                .await?;
+            if copied {
+                report.files_copied += 1;
+                report.bytes_copied += size;
+            } else {
+                report.files_skipped += 1;
+            }
+            copier.progress.file_done(!copied, size);
+            cloud_files.push(relocate(f, target, spec_id)?);
+        }
+        let commit = projection_commit(
+            &local.metadata().uuid(),
+            &upload.commit_id,
+            (
+                upload.first_snapshot_id,
+                upload.last_snapshot_id,
+                upload.snapshots,
+            ),
+            (upload.from, upload.to),
+            policy,
+        );
+        match cloud_table.append(cloud_files, commit).await {
+            Err(TableError::Vacuumed { object, intent, .. }) if !fresh => {
+                tracing::warn!(%object, %intent, "a vacuum deletes a copy this projection uses; copying again under fresh names");
+                fresh = true;
+            }
+            other => break other?,
+        }
+    };
+    if committed.already_committed {
+        report.already_committed += 1;
+    } else {
+        report.snapshots_projected += upload.snapshots;
+        report.cloud_commits += 1;
+    }
+    report.watermark = upload.to;
+    Ok(())
 }
 
 /// `location` with a fresh prefix on its file name (a copy that no vacuum intent names).
@@ -269,42 +460,42 @@ fn fresh_name(location: &str) -> String {
     format!("{dir}/{}-{name}", uuid::Uuid::new_v4())
 }
 
-/// The local snapshots above `watermark`, as projections (snapshot id, sequence number,
-/// files), oldest first; counts what is passed over in `report` (reset on each call).
+/// The local snapshots above `watermark`, as projections, oldest first; counts what is
+/// passed over in `report` (reset on each call).
 async fn plan_projections(
     local: &Table,
     watermark: i64,
     report: &mut TableSyncReport,
-) -> Result<Vec<(i64, i64, Vec<floe_table_format::iceberg::spec::DataFile>)>> {
+) -> Result<Vec<Projection>> {
     report.snapshots_skipped = 0;
     report.catch_up = false;
     let mut projections = Vec::new();
     for step in plan_steps(local.name(), local.metadata(), watermark)? {
-        match step {
+        let (snapshot_id, sequence_number, all_live) = match step {
             Step::Append {
                 snapshot_id,
                 sequence_number,
-            } => projections.push((
-                snapshot_id,
-                sequence_number,
-                added_files(local, snapshot_id).await?,
-            )),
+            } => (snapshot_id, sequence_number, false),
             Step::CatchUp {
                 snapshot_id,
                 sequence_number,
             } => {
                 report.catch_up = true;
-                projections.push((
-                    snapshot_id,
-                    sequence_number,
-                    live_files_of(local, snapshot_id).await?,
-                ))
+                (snapshot_id, sequence_number, true)
             }
-            Step::Skip { .. } => report.snapshots_skipped += 1,
-        }
+            Step::Skip { .. } => {
+                report.snapshots_skipped += 1;
+                continue;
+            }
+        };
+        projections.push(Projection {
+            snapshot_id,
+            sequence_number,
+            files: files_of(local, snapshot_id, all_live).await?,
+        });
     }
     // An append of no files (not made by Floe) moves nothing; it is passed over.
-    projections.retain(|(_, _, files)| !files.is_empty());
+    projections.retain(|p| !p.files.is_empty());
     Ok(projections)
 }
 

@@ -313,7 +313,9 @@ pub async fn retain(
         .map(Some)
 }
 
-async fn read_data_file(table: &TableView, path: &str) -> Result<Vec<RecordBatch>> {
+/// Every row of the Parquet data file at `path` (a location in `table`'s warehouse), read
+/// whole: for small files (compaction, sync's combining).
+pub async fn read_data_file(table: &TableView, path: &str) -> Result<Vec<RecordBatch>> {
     let wh = table.warehouse();
     let bytes = wh
         .store()
@@ -388,6 +390,53 @@ fn plan_bins(live: Vec<LiveFile>, target_bytes: u64) -> (Vec<Vec<DataFile>>, usi
     (bins, skipped)
 }
 
+/// `batch` with its rows ordered by `column` (ascending, nulls first; stable). `step` names
+/// the operation in an error.
+pub fn sort_by_column(batch: &RecordBatch, column: &str, step: &str) -> Result<RecordBatch> {
+    let err = |e: arrow::error::ArrowError| Error::Input {
+        input: step.to_string(),
+        reason: e.to_string(),
+    };
+    let Some(key) = batch.column_by_name(column) else {
+        return Ok(batch.clone());
+    };
+    let idx = arrow::compute::sort_to_indices(key, None, None).map_err(err)?;
+    let cols = batch
+        .columns()
+        .iter()
+        .map(|c| arrow::compute::take(c.as_ref(), &idx, None))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(err)?;
+    RecordBatch::try_new(batch.schema(), cols).map_err(err)
+}
+
+/// The rows of the data files at `paths`, conformed to `target` (by column name) and
+/// concatenated into one batch, ordered by `sort` when given. Reads every file whole:
+/// for small files. `step` names the operation in an error.
+pub async fn read_combined(
+    table: &TableView,
+    paths: &[&str],
+    target: &arrow_schema::SchemaRef,
+    sort: Option<&str>,
+    step: &str,
+) -> Result<RecordBatch> {
+    let mut batches = Vec::new();
+    for path in paths {
+        for b in read_data_file(table, path).await? {
+            batches.push(crate::ingest::conform(&b, target, path)?);
+        }
+    }
+    let all = arrow::compute::concat_batches(target, &batches).map_err(|e| Error::Input {
+        input: step.to_string(),
+        reason: e.to_string(),
+    })?;
+    drop(batches);
+    match sort {
+        Some(column) => sort_by_column(&all, column, step),
+        None => Ok(all),
+    }
+}
+
 /// Bin-pack the small data files of each partition into files of about `target_bytes`,
 /// rows sorted by `ts` when the table has that column, committed as one `replace`
 /// snapshot. A partition with live delete files is skipped and counted, never rewritten
@@ -411,40 +460,10 @@ pub async fn compact(table: &mut Table, target_bytes: u64) -> Result<CompactRepo
     for bin in bins {
         let mut writer = DataWriter::new(table)?;
         let target = writer.arrow_schema().clone();
-        let mut batches = Vec::new();
-        for f in &bin {
-            for b in read_data_file(table, f.file_path()).await? {
-                batches.push(crate::ingest::conform(&b, &target, f.file_path())?);
-            }
-            removed.push(f.file_path().to_string());
-        }
-        let all = arrow::compute::concat_batches(&target, &batches).map_err(|e| Error::Input {
-            input: "compaction".into(),
-            reason: e.to_string(),
-        })?;
-        let sorted = if has_ts {
-            let ts = all.column_by_name("ts").expect("checked: the table has ts");
-            let idx =
-                arrow::compute::sort_to_indices(ts, None, None).map_err(|e| Error::Input {
-                    input: "compaction".into(),
-                    reason: e.to_string(),
-                })?;
-            let cols = all
-                .columns()
-                .iter()
-                .map(|c| arrow::compute::take(c.as_ref(), &idx, None))
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| Error::Input {
-                    input: "compaction".into(),
-                    reason: e.to_string(),
-                })?;
-            RecordBatch::try_new(target.clone(), cols).map_err(|e| Error::Input {
-                input: "compaction".into(),
-                reason: e.to_string(),
-            })?
-        } else {
-            all
-        };
+        let paths: Vec<&str> = bin.iter().map(|f| f.file_path()).collect();
+        removed.extend(paths.iter().map(|p| p.to_string()));
+        let sorted =
+            read_combined(table, &paths, &target, has_ts.then_some("ts"), "compaction").await?;
         writer.write(sorted).await?;
         added.extend(writer.close().await?);
     }

@@ -35,6 +35,20 @@ const TARGET_FILE_SIZE: &str = "write.target-file-size-bytes";
 /// keeping row-group statistics useful for pruning.
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 
+/// The table's target data-file size ([`TARGET_FILE_SIZE`], else Iceberg's default); an
+/// unreadable value counts as the default (writing reports it).
+pub fn target_file_size(table: &TableView) -> u64 {
+    table
+        .metadata()
+        .properties()
+        .get(TARGET_FILE_SIZE)
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(
+            iceberg::spec::TableProperties::PROPERTY_WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT as u64,
+        )
+}
+
 struct Partitioned {
     splitter: RecordBatchPartitionSplitter,
     writer: FanoutWriter<Builder>,
@@ -59,7 +73,13 @@ impl DataWriter {
     /// start with a fresh UUID, so no two writers (nor two runs of one commit) ever write
     /// the same object.
     pub fn new(table: &TableView) -> Result<Self> {
-        let file_prefix = uuid::Uuid::new_v4().to_string();
+        Self::with_file_prefix(table, uuid::Uuid::new_v4().to_string())
+    }
+
+    /// A writer whose data files are named `<prefix>-<n>.parquet` (n = 00000, 00001, …),
+    /// each in its partition's folder under the table's `data/`. The caller owns the
+    /// prefix's uniqueness: sync stages its combined files under a name a rerun finds again.
+    pub fn with_file_prefix(table: &TableView, file_prefix: String) -> Result<Self> {
         let metadata = table.metadata();
         let schema = metadata.current_schema().clone();
         let spec = metadata.default_partition_spec().clone();

@@ -566,7 +566,12 @@ async fn an_impossible_sync_watermark_protects_everything() {
         .await
         .unwrap();
     assert_eq!(scan_result(&c).await, scan_result(&t).await);
-    assert_eq!(commit_ids(&c).len(), 6, "each local append once");
+    let ids = commit_ids(&c);
+    assert_eq!(
+        ids.iter().collect::<std::collections::HashSet<_>>().len(),
+        ids.len(),
+        "no local range twice"
+    );
     let w: i64 = t.metadata().properties()[floe_sync::LOCAL_WATERMARK]
         .parse()
         .unwrap();

@@ -25,5 +25,6 @@ mod rest;
 mod roundtrip;
 mod sql;
 mod sql_cli;
+mod squash;
 mod support;
 mod sync;

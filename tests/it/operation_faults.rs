@@ -77,6 +77,14 @@ pub fn quick_sync() -> SyncOptions {
     }
 }
 
+/// [`quick_sync`] projecting one cloud append per local append (`--per-commit`).
+pub fn per_commit_sync() -> SyncOptions {
+    SyncOptions {
+        per_commit: true,
+        ..quick_sync()
+    }
+}
+
 /// Every `value` of the table's rows (read with iceberg's reader), sorted: the rows' ids.
 pub async fn values(table: &Table) -> Vec<f64> {
     let t = table.iceberg().unwrap();
@@ -179,7 +187,7 @@ async fn sync_setup(rules: Vec<Rule>) -> SyncCase {
         .await
         .unwrap();
         if k == 0 {
-            let r = sync::sync_table(&mut local, &plain_cloud, &quick_sync())
+            let r = sync::sync_table(&mut local, &plain_cloud, &per_commit_sync())
                 .await
                 .unwrap();
             assert_eq!(r.snapshots_projected, 1);
@@ -261,7 +269,8 @@ async fn sync_matrix(nth: usize) {
     for (name, rule) in sync_steps(nth) {
         let must_succeed = name.contains("version claim") || matches!(rule.fault, Fault::Delay(_));
         let mut case = sync_setup(vec![rule]).await;
-        let result = sync::sync_table(&mut case.local, &case.faulty_cloud, &quick_sync()).await;
+        let result =
+            sync::sync_table(&mut case.local, &case.faulty_cloud, &per_commit_sync()).await;
         assert_eq!(fired(&case.faulty), 1, "{name}: the fault fired");
         let local = Table::load(&case.local_wh, &case.ident).await.unwrap();
         match result {
@@ -284,7 +293,7 @@ async fn sync_matrix(nth: usize) {
         }
         // A rerun (the fault is spent) projects what is missing, and nothing twice.
         let mut local = Table::load(&case.local_wh, &case.ident).await.unwrap();
-        let again = sync::sync_table(&mut local, &case.faulty_cloud, &quick_sync())
+        let again = sync::sync_table(&mut local, &case.faulty_cloud, &per_commit_sync())
             .await
             .unwrap_or_else(|e| panic!("{name}: rerun: {e}"));
         assert_eq!(
@@ -309,6 +318,66 @@ async fn the_sync_projection_settles_every_fault_at_a_later_projection() {
     sync_matrix(2).await;
 }
 
+/// The squashed projection of the two pending appends (one cloud append, at cloud v3)
+/// under every fault at each of its cloud writes, then a rerun: the cloud ends with the
+/// first projection and the squashed range, each once, and a rerun after the data file
+/// was sent does not send it again (the journal of the staged batch is reused).
+#[tokio::test]
+async fn the_squashed_projection_settles_every_fault_and_resumes_without_resending() {
+    for (name, rule) in sync_steps(1) {
+        let must_succeed = name.contains("version claim") || matches!(rule.fault, Fault::Delay(_));
+        let data_fault = name.contains("data-file copy");
+        let mut case = sync_setup(vec![rule]).await;
+        let result = sync::sync_table(&mut case.local, &case.faulty_cloud, &quick_sync()).await;
+        assert_eq!(fired(&case.faulty), 1, "{name}: the fault fired");
+        let uuid = case.local.metadata().uuid();
+        let range =
+            floe_sync::range_commit_id(&uuid, case.local_sequence(0), case.local_sequence(2));
+        let cloud = Table::load(&case.plain_cloud, &case.ident).await.unwrap();
+        let landed = commit_ids(&cloud).contains(&range);
+        match &result {
+            Ok(r) => {
+                assert!(must_succeed, "{name}: reported success");
+                assert_eq!((r.snapshots_projected, r.cloud_commits), (2, 1), "{name}");
+            }
+            Err(e) => {
+                assert!(!must_succeed, "{name}: failed with {e}");
+                assert!(!matches!(e, Error::CommitUnknown { .. }), "{name}: {e}");
+                assert!(!landed, "{name}: reported failure but landed");
+                assert_eq!(head(&cloud), 2, "{name}: nothing half-committed");
+            }
+        }
+        let mut local = Table::load(&case.local_wh, &case.ident).await.unwrap();
+        let again = sync::sync_table(&mut local, &case.faulty_cloud, &quick_sync())
+            .await
+            .unwrap_or_else(|e| panic!("{name}: rerun: {e}"));
+        if result.is_err() {
+            assert_eq!(again.cloud_commits, 1, "{name}: {again:?}");
+            if !data_fault {
+                // The combined files were sent before the fault: found, not sent again.
+                assert_eq!(again.files_copied, 0, "{name}: resent {again:?}");
+                assert!(again.files_skipped > 0, "{name}: {again:?}");
+                assert_eq!(again.files_combined, 2, "{name}: the staged batch reused");
+            }
+        } else {
+            assert!(again.already_in_sync, "{name}: {again:?}");
+        }
+        let cloud = Table::load(&case.plain_cloud, &case.ident).await.unwrap();
+        assert_eq!(head(&cloud), 3, "{name}: one cloud version for the range");
+        let first = sync::commit_id(&uuid, case.local.find_commit(&case.appends[0]).unwrap());
+        assert_eq!(commit_ids(&cloud), vec![first, range], "{name}");
+        let want: Vec<f64> = (0..3).flat_map(|k| ids(100.0 * k as f64, 5)).collect();
+        assert_eq!(values(&cloud).await, sorted(want), "{name}: cloud rows");
+        assert_eq!(
+            cloud_watermark(&cloud, &local),
+            case.local_sequence(2),
+            "{name}"
+        );
+        let local = Table::load(&case.local_wh, &case.ident).await.unwrap();
+        assert_eq!(local_watermark(&local), case.local_sequence(2), "{name}");
+    }
+}
+
 #[tokio::test]
 async fn an_unknown_projection_is_settled_by_rerunning_the_sync() {
     // The first projection's claim lands but its answer is lost, and every read-back of it
@@ -319,7 +388,7 @@ async fn an_unknown_projection_is_settled_by_rerunning_the_sync() {
     ])
     .await;
     let mut local = Table::load(&case.local_wh, &case.ident).await.unwrap();
-    let e = sync::sync_table(&mut local, &case.faulty_cloud, &quick_sync())
+    let e = sync::sync_table(&mut local, &case.faulty_cloud, &per_commit_sync())
         .await
         .unwrap_err();
     let uuid = local.metadata().uuid();
@@ -334,7 +403,7 @@ async fn an_unknown_projection_is_settled_by_rerunning_the_sync() {
     let reloaded = Table::load(&case.local_wh, &case.ident).await.unwrap();
     assert_eq!(local_watermark(&reloaded), case.local_sequence(0));
     // The rerun projects the rest, and the unknown one not again.
-    let r = sync::sync_table(&mut local, &case.faulty_cloud, &quick_sync())
+    let r = sync::sync_table(&mut local, &case.faulty_cloud, &per_commit_sync())
         .await
         .unwrap();
     assert_eq!(r.snapshots_projected + r.already_committed, 1, "{r:?}");

@@ -61,18 +61,32 @@ async fn local_appends(t: &mut Table, n: usize, rows_each: usize, tag: &str) {
     }
 }
 
-/// The local append snapshots' commit ids in the cloud, oldest first.
-fn expected_cloud_ids(local: &Table) -> Vec<String> {
-    let mut snaps: Vec<_> = local
+/// The cloud commit id of one squashed sync of every local append (watermark 0 to the
+/// newest local append).
+fn squashed_id(local: &Table) -> Vec<String> {
+    let last = local
         .metadata()
         .snapshots()
         .filter(|s| s.summary().operation == floe_table_format::iceberg::spec::Operation::Append)
-        .collect();
-    snaps.sort_by_key(|s| s.sequence_number());
-    snaps
+        .map(|s| s.sequence_number())
+        .max()
+        .unwrap();
+    vec![floe_sync::range_commit_id(
+        &local.metadata().uuid(),
+        0,
+        last,
+    )]
+}
+
+/// Distinct partitions among the local table's live files.
+async fn partitions(t: &Table) -> usize {
+    live_files(t)
+        .await
+        .unwrap()
         .iter()
-        .map(|s| floe_sync::commit_id(&local.metadata().uuid(), s.snapshot_id()))
-        .collect()
+        .map(|f| format!("{:?}", f.data_file.partition()))
+        .collect::<HashSet<_>>()
+        .len()
 }
 
 /// Every data file the cloud table's current snapshot lists exists with its recorded size.
@@ -141,10 +155,13 @@ async fn offline_appends_then_sync_projects_each_append_exactly_once() {
     let Some(cloud) = s3_warehouse() else { return };
     let got = sync_ok(&local, &cloud, &[]);
     assert_eq!(got["snapshots_projected"], 5, "{got}");
-    assert_eq!(got["files_copied"], 5, "{got}"); // one file per append (one day each)
+    assert_eq!(got["cloud_commits"], 1, "{got}");
+    // The five appends' files combined: one file per partition.
+    assert_eq!(got["files_copied"], partitions(&t).await as u64, "{got}");
+    assert_eq!(got["files_combined"], 5, "{got}");
     assert_eq!(got["already_in_sync"], false);
     let c = Table::load(&cloud, &ident).await.unwrap();
-    assert_eq!(commit_ids(&c), expected_cloud_ids(&t));
+    assert_eq!(commit_ids(&c), squashed_id(&t));
     assert_eq!(scan(&c).await, scan(&t).await);
     assert_cloud_files_present(&c).await;
     let t = Table::load(&local, &ident).await.unwrap();
@@ -214,21 +231,38 @@ async fn sync_killed_at_random_points_then_rerun_equals_one_uninterrupted_run() 
         // Whatever landed is a prefix of the local appends, each once, files present.
         if let Ok(c) = Table::load(&cloud, &ident).await {
             let ids = commit_ids(&c);
-            let want = expected_cloud_ids(&t);
-            assert_eq!(ids[..], want[..ids.len()], "a prefix, in order, once each");
+            let want = squashed_id(&t);
+            assert_eq!(
+                ids[..],
+                want[..ids.len()],
+                "nothing, or the one squashed commit"
+            );
             assert_cloud_files_present(&c).await;
             landed_before_last = ids.len();
         }
         eprintln!("killed after {delay} ms: {landed_before_last} appends in the cloud");
     }
-    eprintln!("{landed_before_last} of 24 appends landed before the final run");
+    eprintln!("{landed_before_last} squashed commit(s) landed before the final run");
     sync_ok(&local, &cloud, &[]);
+    // Nothing staged is left behind locally once the range is in the cloud.
+    let t = Table::load(&local, &ident).await.unwrap();
+    let staged: Vec<String> = local
+        .list_all(t.location())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.location.to_string())
+        .filter(|p| {
+            p.contains("/metadata/sync/") || p.rsplit('/').next().unwrap().starts_with("sync-")
+        })
+        .collect();
+    assert!(staged.is_empty(), "staging left behind: {staged:?}");
     let (c, r) = (
         Table::load(&cloud, &ident).await.unwrap(),
         Table::load(&reference, &ident).await.unwrap(),
     );
     assert_eq!(commit_ids(&c), commit_ids(&r));
-    assert_eq!(commit_ids(&c), expected_cloud_ids(&t));
+    assert_eq!(commit_ids(&c), squashed_id(&t));
     assert_eq!(scan(&c).await, scan(&t).await);
     assert_eq!(scan(&c).await, scan(&r).await);
     assert_cloud_files_present(&c).await;
@@ -236,8 +270,10 @@ async fn sync_killed_at_random_points_then_rerun_equals_one_uninterrupted_run() 
         let mut v: Vec<(String, u64, u64)> = files
             .into_iter()
             .map(|f| {
+                // Combined files are named by the run that staged them: compare folders.
+                let rel = &f.data_file.file_path()[t.location().len()..];
                 (
-                    f.data_file.file_path()[t.location().len()..].to_string(),
+                    rel.rsplit_once('/').unwrap().0.to_string(),
                     f.data_file.record_count(),
                     f.data_file.file_size_in_bytes(),
                 )
@@ -283,10 +319,11 @@ async fn local_compaction_and_expiry_between_syncs_cause_no_duplicates_or_loss()
     let got = sync_ok(&local, &cloud, &[]);
     assert_eq!(got["snapshots_projected"], 4, "{got}");
     assert_eq!(got["per_table"][0]["snapshots_skipped"], 1, "{got}");
+    assert_eq!(got["cloud_commits"], 1, "{got}");
     let c = Table::load(&cloud, &ident).await.unwrap();
     let ids = commit_ids(&c);
-    assert_eq!(ids.len(), 8);
-    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 8, "no duplicates");
+    assert_eq!(ids.len(), 2, "one squashed commit per sync");
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 2, "no duplicates");
     assert_eq!(scan(&c).await, scan(&t).await);
     assert_cloud_files_present(&c).await;
 }
@@ -380,7 +417,10 @@ async fn pyiceberg_reads_the_cloud_table_with_the_local_row_count() {
     let (rows_local, sum_local) = scan(&t).await;
     assert_eq!(got["row_count"], rows_local as u64, "{got}");
     assert!((got["sum_value"].as_f64().unwrap() - sum_local).abs() < 1e-6);
-    assert_eq!(got["snapshot_count"], 3);
+    assert_eq!(
+        got["snapshot_count"], 1,
+        "three local appends, one cloud commit"
+    );
 }
 
 #[tokio::test]
@@ -404,8 +444,8 @@ async fn another_cloud_writer_between_syncs_is_preserved() {
     sync_ok(&local, &cloud, &[]);
     let c = Table::load(&cloud, &ident).await.unwrap();
     let ids = commit_ids(&c);
-    assert_eq!(ids.len(), 5);
-    assert_eq!(ids[2], "backfill-from-the-office");
+    assert_eq!(ids.len(), 3);
+    assert_eq!(ids[1], "backfill-from-the-office");
     let (rows_local, _) = scan(&t).await;
     assert_eq!(scan(&c).await.0, rows_local + 7);
     assert_cloud_files_present(&c).await;
@@ -568,7 +608,9 @@ async fn external_files_of_the_same_name_land_apart_and_never_in_metadata() {
     }
     t.append(files, CommitOptions::default()).await.unwrap();
 
-    let got = sync_ok(&local, &cloud, &[]);
+    // One cloud commit per local append, files copied as they are (a squashed sync would
+    // combine these small files into one).
+    let got = sync_ok(&local, &cloud, &["--per-commit"]);
     assert_eq!(got["files_copied"], 3, "{got}");
     let c = Table::load(&cloud, &ident).await.unwrap();
     assert_eq!(scan(&c).await, scan(&t).await);
