@@ -10,6 +10,10 @@ use object_store::ObjectStore;
 pub struct Counting {
     inner: Arc<dyn ObjectStore>,
     counts: [AtomicU64; 5],
+    /// Requests on data files (keys ending in `.parquet`).
+    data: AtomicU64,
+    /// Bytes sent by single PUTs (multipart uploads are not counted).
+    bytes: AtomicU64,
 }
 
 /// The kinds, in the order of [`Counting::snapshot`].
@@ -26,6 +30,8 @@ impl Counting {
         Self {
             inner,
             counts: Default::default(),
+            data: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
         }
     }
     /// Requests of every kind so far.
@@ -34,6 +40,19 @@ impl Counting {
     }
     fn bump(&self, k: usize) {
         self.counts[k].fetch_add(1, Ordering::Relaxed);
+    }
+    fn note(&self, location: &object_store::path::Path) {
+        if location.as_ref().ends_with(".parquet") {
+            self.data.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    /// Requests on data files (keys ending in `.parquet`) so far.
+    pub fn data_requests(&self) -> u64 {
+        self.data.load(Ordering::Relaxed)
+    }
+    /// Bytes sent by single PUTs so far.
+    pub fn bytes_put(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
     }
     /// Requests of each kind so far, in the order of [`KINDS`].
     pub fn snapshot(&self) -> [u64; 5] {
@@ -50,6 +69,9 @@ impl ObjectStore for Counting {
         opts: object_store::PutOptions,
     ) -> object_store::Result<object_store::PutResult> {
         self.bump(0);
+        self.note(location);
+        self.bytes
+            .fetch_add(payload.content_length() as u64, Ordering::Relaxed);
         self.inner.put_opts(location, payload, opts).await
     }
     async fn put_multipart_opts(
@@ -58,6 +80,7 @@ impl ObjectStore for Counting {
         opts: object_store::PutMultipartOptions,
     ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
         self.bump(0);
+        self.note(location);
         self.inner.put_multipart_opts(location, opts).await
     }
     async fn get_opts(
@@ -66,6 +89,7 @@ impl ObjectStore for Counting {
         options: object_store::GetOptions,
     ) -> object_store::Result<object_store::GetResult> {
         self.bump(if options.head { 2 } else { 1 });
+        self.note(location);
         self.inner.get_opts(location, options).await
     }
     fn delete_stream(

@@ -19,6 +19,7 @@ mod counting;
 mod fleet;
 mod report;
 mod rest;
+mod sync;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -115,6 +116,17 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "on,off")]
         modes: Vec<String>,
     },
+    /// One day of a gateway committing every minute, synced once: the squashed projection
+    /// beside the per-commit one (cloud requests by kind, beyond the data files, bytes
+    /// sent, data files per partition). The clouds are fresh prefixes of --warehouse.
+    Sync {
+        /// Local appends (one per minute: 1440 is a day).
+        #[arg(long, default_value_t = 1440)]
+        appends: usize,
+        /// Readings per append.
+        #[arg(long, default_value_t = 60)]
+        rows: usize,
+    },
     /// `floe serve` against direct commits, on --warehouse: commits/s of a property change
     /// through the REST server and through the commit driver, and load-table latency each
     /// way (medians and ratios).
@@ -181,6 +193,7 @@ async fn run(cli: Cli) -> Result<()> {
             )
             .await
         }
+        Command::Sync { appends, rows } => sync::sync(&cli.warehouse, appends, rows).await,
         Command::Rest {
             commits,
             loads,

@@ -13,7 +13,8 @@ use object_store::client::{
     HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpResponse, HttpService,
     ReqwestConnector,
 };
-use object_store::{ClientOptions, ObjectStore};
+use object_store::multipart::MultipartStore;
+use object_store::ClientOptions;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{json, Value};
 
@@ -69,8 +70,9 @@ pub fn signed_warehouse(
             status: 0,
             message: format!("cannot open {url} through the signer: {e}"),
         })?;
-    let store: Arc<dyn ObjectStore> = Arc::new(store);
-    Ok(Warehouse::with_store(url, store)?)
+    let store = Arc::new(store);
+    let multipart: Arc<dyn MultipartStore> = store.clone();
+    Ok(Warehouse::with_store(url, store)?.with_multipart(multipart))
 }
 
 /// Builds [`SigningService`]s around object_store's own HTTP client.

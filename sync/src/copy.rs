@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::{ObjectStoreExt, WriteMultipart};
 
 use floe_table_format::{Error as TableError, Warehouse};
@@ -79,8 +80,11 @@ pub(crate) struct Copier<'a> {
 
 impl Copier<'_> {
     /// Copy one object from `src` to `dst` unless `dst` already holds `size` bytes there.
-    /// Streams: one PUT for small objects, a multipart upload for large ones. Returns
-    /// whether bytes were copied.
+    /// Streams: one PUT for small objects, a multipart upload for large ones. With
+    /// `resume_at` (a location in `src`) and a `dst` store with a multipart API, a large
+    /// upload records its parts there as they complete, and a later call after a kill
+    /// sends only the parts still missing. Returns the bytes sent, or None when `dst`
+    /// already held the object.
     pub(crate) async fn copy_object(
         &self,
         src: &Warehouse,
@@ -88,10 +92,11 @@ impl Copier<'_> {
         dst: &Warehouse,
         dst_location: &str,
         size: u64,
-    ) -> Result<bool> {
+        resume_at: Option<&str>,
+    ) -> Result<Option<u64>> {
         let dst_path = dst.object_path(dst_location)?;
         match dst.store().head(&dst_path).await {
-            Ok(meta) if meta.size == size => return Ok(false),
+            Ok(meta) if meta.size == size => return Ok(None),
             Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
             Err(source) => {
                 return Err(TableError::Read {
@@ -99,6 +104,20 @@ impl Copier<'_> {
                     source,
                 }
                 .into())
+            }
+        }
+        if let (Some(at), Some(multipart)) = (resume_at, dst.multipart()) {
+            if size > MULTIPART_THRESHOLD {
+                let upload = Resumable {
+                    src,
+                    src_location,
+                    multipart: multipart.as_ref(),
+                    dst_path: &dst_path,
+                    dst_location,
+                    size,
+                    journal: at,
+                };
+                return self.copy_resumable(&upload).await.map(Some);
             }
         }
         let read_err = |source| TableError::Read {
@@ -139,7 +158,7 @@ impl Copier<'_> {
                 .await
                 .map_err(write_err)?;
             self.progress.copied(size);
-            return Ok(true);
+            return Ok(Some(size));
         }
         let upload = dst
             .store()
@@ -163,7 +182,7 @@ impl Copier<'_> {
         match result {
             Ok(()) => {
                 writer.finish().await.map_err(write_err)?;
-                Ok(true)
+                Ok(Some(size))
             }
             Err(e) => {
                 if let Err(abort) = writer.abort().await {
@@ -173,6 +192,170 @@ impl Copier<'_> {
             }
         }
     }
+}
+
+/// A large copy that survives a kill: the upload id and the parts sent so far are kept in
+/// a small journal in the source warehouse, rewritten after each part.
+struct Resumable<'a> {
+    src: &'a Warehouse,
+    src_location: &'a str,
+    multipart: &'a dyn MultipartStore,
+    dst_path: &'a object_store::path::Path,
+    dst_location: &'a str,
+    size: u64,
+    journal: &'a str,
+}
+
+/// The journal of a resumable upload.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct UploadJournal {
+    target: String,
+    size: u64,
+    part_size: usize,
+    upload_id: String,
+    parts: Vec<String>,
+}
+
+impl Copier<'_> {
+    async fn copy_resumable(&self, u: &Resumable<'_>) -> Result<u64> {
+        let src_path = u.src.object_path(u.src_location)?;
+        let read_err = |source| TableError::Read {
+            location: u.src_location.to_string(),
+            source,
+        };
+        let write_err = |source| TableError::Write {
+            location: u.dst_location.to_string(),
+            source,
+        };
+        let meta = u.src.store().head(&src_path).await.map_err(read_err)?;
+        if meta.size != u.size {
+            return Err(TableError::CorruptMetadata {
+                location: u.src_location.to_string(),
+                reason: format!(
+                    "the file holds {} bytes but its manifest records {}",
+                    meta.size, u.size
+                ),
+            }
+            .into());
+        }
+        let journal_path = u.src.object_path(u.journal)?;
+        let mut sent = 0;
+        // A journal of another target, size or part size is not this upload's.
+        let mut state = read_upload_journal(u.src, &journal_path)
+            .await
+            .filter(|j| j.target == u.dst_location && j.size == u.size && j.part_size == PART_SIZE);
+        for _ in 0..2 {
+            let resumed = state.is_some();
+            let mut j = match state.take() {
+                Some(j) => j,
+                None => {
+                    let id = u
+                        .multipart
+                        .create_multipart(u.dst_path)
+                        .await
+                        .map_err(write_err)?;
+                    let j = UploadJournal {
+                        target: u.dst_location.to_string(),
+                        size: u.size,
+                        part_size: PART_SIZE,
+                        upload_id: id,
+                        parts: Vec::new(),
+                    };
+                    write_upload_journal(u.src, &journal_path, u.journal, &j).await?;
+                    j
+                }
+            };
+            let parts = u.size.div_ceil(PART_SIZE as u64) as usize;
+            let mut gone = false;
+            while j.parts.len() < parts {
+                let i = j.parts.len();
+                let start = (i * PART_SIZE) as u64;
+                let end = (start + PART_SIZE as u64).min(u.size);
+                let bytes = u
+                    .src
+                    .store()
+                    .get_range(&src_path, start..end)
+                    .await
+                    .map_err(read_err)?;
+                if let Some(l) = self.limiter {
+                    l.take(end - start).await;
+                }
+                match u
+                    .multipart
+                    .put_part(u.dst_path, &j.upload_id, i, bytes.into())
+                    .await
+                {
+                    Ok(part) => j.parts.push(part.content_id),
+                    // The upload a journal names was aborted or expired: start over once.
+                    Err(object_store::Error::NotFound { .. }) if resumed => {
+                        gone = true;
+                        break;
+                    }
+                    Err(e) => return Err(write_err(e).into()),
+                }
+                self.progress.copied(end - start);
+                sent += end - start;
+                write_upload_journal(u.src, &journal_path, u.journal, &j).await?;
+            }
+            if gone {
+                continue;
+            }
+            let ids = j
+                .parts
+                .iter()
+                .map(|c| PartId {
+                    content_id: c.clone(),
+                })
+                .collect();
+            match u
+                .multipart
+                .complete_multipart(u.dst_path, &j.upload_id, ids)
+                .await
+            {
+                Ok(_) => {}
+                Err(object_store::Error::NotFound { .. }) if resumed => continue,
+                Err(e) => return Err(write_err(e).into()),
+            }
+            if let Err(e) = u.src.store().delete(&journal_path).await {
+                tracing::warn!(journal = u.journal, error = %e, "could not remove an upload journal");
+            }
+            return Ok(sent);
+        }
+        Err(TableError::Write {
+            location: u.dst_location.to_string(),
+            source: object_store::Error::Generic {
+                store: "multipart",
+                source: "the upload was lost twice".into(),
+            },
+        }
+        .into())
+    }
+}
+
+async fn read_upload_journal(
+    src: &Warehouse,
+    path: &object_store::path::Path,
+) -> Option<UploadJournal> {
+    let body = src.store().get(path).await.ok()?.bytes().await.ok()?;
+    serde_json::from_slice(&body).ok()
+}
+
+async fn write_upload_journal(
+    src: &Warehouse,
+    path: &object_store::path::Path,
+    location: &str,
+    j: &UploadJournal,
+) -> Result<()> {
+    let body = serde_json::to_vec(j).expect("a journal serializes");
+    src.store()
+        .put(path, body.into())
+        .await
+        .map_err(|source| TableError::Write {
+            location: location.to_string(),
+            source,
+        })?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -211,7 +394,11 @@ mod tests {
                 .await
                 .unwrap();
             let n = size as u64;
-            assert!(copier.copy_object(&src, &from, &dst, &to, n).await.unwrap());
+            assert!(copier
+                .copy_object(&src, &from, &dst, &to, n, None)
+                .await
+                .unwrap()
+                .is_some());
             let got = dst
                 .store()
                 .get(&dst.object_path(&to).unwrap())
@@ -222,11 +409,15 @@ mod tests {
                 .unwrap();
             assert_eq!(got.as_ref(), body.as_slice(), "{size}");
             // Present with the same size: skipped.
-            assert!(!copier.copy_object(&src, &from, &dst, &to, n).await.unwrap());
+            assert!(copier
+                .copy_object(&src, &from, &dst, &to, n, None)
+                .await
+                .unwrap()
+                .is_none());
             // A size the manifest does not record: refused, nothing written.
             let other = dst.location("t/data/other.parquet");
             assert!(copier
-                .copy_object(&src, &from, &dst, &other, n + 1)
+                .copy_object(&src, &from, &dst, &other, n + 1, None)
                 .await
                 .is_err());
         }
@@ -238,8 +429,9 @@ mod tests {
             .await
             .unwrap();
         assert!(copier
-            .copy_object(&src, &from, &dst, &to, 1_000)
+            .copy_object(&src, &from, &dst, &to, 1_000, None)
             .await
-            .unwrap());
+            .unwrap()
+            .is_some());
     }
 }

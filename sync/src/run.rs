@@ -407,22 +407,25 @@ async fn project(
                 target = fresh_name(&target);
             }
             let size = f.file_size_in_bytes();
-            let copied = copier
+            let resume_at = squash::upload_journal(local, &target);
+            let sent = copier
                 .copy_object(
                     local.warehouse(),
                     f.file_path(),
                     cloud.warehouse(),
                     &target,
                     size,
+                    Some(&resume_at),
                 )
                 .await?;
-            if copied {
-                report.files_copied += 1;
-                report.bytes_copied += size;
-            } else {
-                report.files_skipped += 1;
+            match sent {
+                Some(bytes) => {
+                    report.files_copied += 1;
+                    report.bytes_copied += bytes;
+                }
+                None => report.files_skipped += 1,
             }
-            copier.progress.file_done(!copied, size);
+            copier.progress.file_done(sent.is_none(), size);
             cloud_files.push(relocate(f, target, spec_id)?);
         }
         let commit = projection_commit(

@@ -236,6 +236,15 @@ fn journal_dir(local: &Table) -> String {
     format!("{}/metadata/sync", local.location().trim_end_matches('/'))
 }
 
+/// Where the upload of `target` (a cloud location) keeps its parts while in progress:
+/// `metadata/sync/uploads/<32 hex digits of the SHA-256 of target>.json` of the local table.
+pub(crate) fn upload_journal(local: &Table, target: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(target.as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}/uploads/{hex}.json", journal_dir(local))
+}
+
 fn journal_location(local: &Table, run: &str) -> String {
     format!("{}/{run}.json", journal_dir(local))
 }
@@ -339,7 +348,8 @@ pub(crate) async fn journals(local: &Table) -> TableResult<Vec<Staged>> {
     let mut out = Vec::new();
     for meta in wh.list_all(&dir).await? {
         let key = meta.location;
-        if !key.as_ref().ends_with(".json") {
+        // Journals of batches only, not the upload journals under uploads/.
+        if !key.as_ref().ends_with(".json") || key.as_ref().contains("/sync/uploads/") {
             continue;
         }
         match read_journal(local, &key).await {

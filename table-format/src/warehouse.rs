@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use object_store::aws::AmazonS3Builder;
 use object_store::memory::InMemory;
+use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::{ClientOptions, ObjectStore, RetryConfig};
 use serde::{Deserialize, Serialize};
@@ -53,6 +54,9 @@ pub struct Warehouse {
     url: String,
     spec: StoreSpec,
     store: Arc<dyn ObjectStore>,
+    /// The same store's multipart API, when it has one (S3): uploads that resume part by
+    /// part after a kill (sync's copies).
+    multipart: Option<Arc<dyn MultipartStore>>,
     injected_id: Option<String>,
 }
 
@@ -66,11 +70,12 @@ impl Warehouse {
     /// Open the warehouse at `url` (see the module docs for the accepted forms).
     pub fn open(url: &str) -> Result<Self> {
         let (url, spec) = normalize(url)?;
-        let store = build_store(&spec, &url)?;
+        let (store, multipart) = build_store(&spec, &url)?;
         Ok(Self {
             url,
             spec,
             store,
+            multipart,
             injected_id: None,
         })
     }
@@ -87,6 +92,7 @@ impl Warehouse {
             url,
             spec,
             store,
+            multipart: None,
             injected_id: Some(id),
         })
     }
@@ -104,15 +110,17 @@ impl Warehouse {
                     url: url.to_string(),
                     spec,
                     store,
+                    multipart: None,
                     injected_id: Some(id.to_string()),
                 });
             }
         }
-        let store = build_store(&spec, url)?;
+        let (store, multipart) = build_store(&spec, url)?;
         Ok(Self {
             url: url.to_string(),
             spec,
             store,
+            multipart,
             injected_id: None,
         })
     }
@@ -129,6 +137,18 @@ impl Warehouse {
 
     pub(crate) fn injected_id(&self) -> Option<&str> {
         self.injected_id.as_deref()
+    }
+
+    /// The store's multipart API (S3 only), for uploads that resume part by part.
+    pub fn multipart(&self) -> Option<&Arc<dyn MultipartStore>> {
+        self.multipart.as_ref()
+    }
+
+    /// This warehouse with `multipart` as its store's multipart API (the same store, seen
+    /// through [`MultipartStore`]).
+    pub fn with_multipart(mut self, multipart: Arc<dyn MultipartStore>) -> Self {
+        self.multipart = Some(multipart);
+        self
     }
 
     /// The object store.
@@ -268,11 +288,14 @@ fn check_segments(prefix: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-fn build_store(spec: &StoreSpec, url: &str) -> Result<Arc<dyn ObjectStore>> {
+/// The store for `spec`, and its multipart API when it has one.
+type Stores = (Arc<dyn ObjectStore>, Option<Arc<dyn MultipartStore>>);
+
+fn build_store(spec: &StoreSpec, url: &str) -> Result<Stores> {
     match spec {
         // Durable: a local write is synced (data and folder entries) before it returns.
-        StoreSpec::Local => Ok(crate::durable::local_store()),
-        StoreSpec::Memory => Ok(MEMORY_STORE.clone()),
+        StoreSpec::Local => Ok((crate::durable::local_store(), None)),
+        StoreSpec::Memory => Ok((MEMORY_STORE.clone(), None)),
         StoreSpec::S3 { bucket } => {
             let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
             if std::env::var_os("AWS_ENDPOINT_URL").is_some()
@@ -306,7 +329,8 @@ fn build_store(spec: &StoreSpec, url: &str) -> Result<Arc<dyn ObjectStore>> {
                     url: url.to_string(),
                     reason: e.to_string(),
                 })?;
-            Ok(Arc::new(store))
+            let store = Arc::new(store);
+            Ok((store.clone(), Some(store)))
         }
     }
 }

@@ -14,6 +14,8 @@ use floe_table_format::iceberg::TableUpdate;
 use floe_table_format::rewrite::{live_files, read_data_file};
 use floe_table_format::{CommitOptions, DataWriter, RetryPolicy, Table, TableIdent, Warehouse};
 
+use object_store::ObjectStoreExt;
+
 use crate::faults::FaultyStore;
 use crate::support::*;
 
@@ -276,4 +278,123 @@ fn schema_without(schema: &arrow::datatypes::SchemaRef, name: &str) -> arrow::da
         fields,
         schema.metadata().clone(),
     ))
+}
+
+/// A large data file goes up as a multipart upload whose parts are journaled locally: a
+/// sync killed after some parts were sent resumes the same upload and sends only the rest.
+#[tokio::test]
+async fn a_sync_killed_mid_upload_resumes_without_resending_parts() {
+    let Some(cloud) = s3_warehouse() else { return };
+    let (local, _) = local_warehouse();
+    let ident = TableIdent::parse("gw.dev_big").unwrap();
+    let mut t = Table::create(&local, &ident, iot_definition())
+        .await
+        .unwrap();
+    // About 12 MiB of incompressible values: three 5 MiB parts.
+    let n = 1_500_000usize;
+    let mut w = DataWriter::new(&t).unwrap();
+    let schema = w.arrow_schema().clone();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let values: Vec<f64> = (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            f64::from_bits((x >> 12) | 0x3ff0_0000_0000_0000)
+        })
+        .collect();
+    let batch = arrow::record_batch::RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(arrow::array::StringArray::from(vec!["big"; n])),
+            Arc::new(
+                arrow::array::TimestampMicrosecondArray::from(
+                    (0..n as i64)
+                        .map(|i| DAY0_US + i * 1_000)
+                        .collect::<Vec<_>>(),
+                )
+                .with_timezone("+00:00"),
+            ),
+            Arc::new(arrow::array::StringArray::from(vec!["power_kw"; n])),
+            Arc::new(arrow::array::Float64Array::from(values)),
+        ],
+    )
+    .unwrap();
+    w.write(batch).await.unwrap();
+    let files = w.close().await.unwrap();
+    assert_eq!(files.len(), 1);
+    let size = files[0].file_size_in_bytes();
+    assert!(
+        size > 10 << 20,
+        "{size} bytes: not large enough for three parts"
+    );
+    t.append(files, CommitOptions::default()).await.unwrap();
+
+    let sync = |extra: &[&str]| {
+        let mut c = std::process::Command::new(floe_bin());
+        c.args([
+            "--warehouse",
+            local.url(),
+            "sync",
+            "--to",
+            cloud.url(),
+            "--json",
+        ])
+        .args(extra);
+        c
+    };
+    // 4 MB/s: a part about every 1.3 s. Kill once the journal records a part.
+    let mut child = sync(&["--max-bytes-per-sec", "4MB"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let uploads = format!("{}/metadata/sync/uploads", t.location());
+    let started = std::time::Instant::now();
+    let mut parts_seen = 0;
+    while parts_seen == 0 && started.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        for m in local.list_all(&uploads).await.unwrap_or_default() {
+            let Ok(got) = local.store().get(&m.location).await else {
+                continue;
+            };
+            if let Ok(body) = got.bytes().await {
+                if let Ok(j) = serde_json::from_slice::<serde_json::Value>(&body) {
+                    parts_seen = j["parts"].as_array().map_or(0, Vec::len);
+                }
+            }
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the sync ended before a part was journaled"
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(parts_seen >= 1, "no part journaled");
+    assert!(
+        Table::load(&cloud, &ident)
+            .await
+            .map_or(true, |c| c.metadata().current_snapshot().is_none()),
+        "nothing committed before the upload completed"
+    );
+
+    let out = sync(&[]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sent = got["bytes_copied"].as_u64().unwrap();
+    assert!(
+        sent > 0 && sent <= size - (5 << 20),
+        "the rerun sent {sent} of {size} bytes: parts sent before the kill were sent again"
+    );
+    let c = Table::load(&cloud, &ident).await.unwrap();
+    assert_eq!(scan(&c).await, scan(&t).await);
+    assert!(
+        local.list_all(&uploads).await.unwrap().is_empty(),
+        "the upload journal is removed once the upload completes"
+    );
 }
