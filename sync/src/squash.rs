@@ -33,9 +33,10 @@ use crate::project::Source;
 /// them); smaller ones are combined per partition.
 pub(crate) const COMBINE_BELOW: u64 = 8 << 20;
 
-/// At most this many input bytes are sorted together; a partition's run of overlapping
-/// small files beyond it is written in sorted chunks (each chunk sorted, statistics exact).
-const SORT_BYTES: u64 = 32 << 20;
+/// At most this many input bytes are sorted together (decoded, a few times more): a
+/// partition's run of overlapping small files beyond it is written in sorted chunks (each
+/// chunk sorted, statistics exact). Small enough for a gateway's memory.
+const SORT_BYTES: u64 = 4 << 20;
 
 /// The column combined files are sorted by (as compaction does), when the table has it.
 const SORT_COLUMN: &str = "ts";
@@ -108,7 +109,8 @@ pub(crate) struct Layout {
 
 /// Which files of `files` are combined: data files under [`COMBINE_BELOW`] and every data
 /// file of another partition spec than `default_spec` (rewritten into the current one);
-/// grouped by spec and partition. Delete files and large files are kept as they are.
+/// grouped by spec and partition. Delete files, large files and the only small file of a
+/// partition are kept as they are.
 pub(crate) fn layout(files: &[Source], default_spec: i32) -> Layout {
     let mut groups: BTreeMap<String, Vec<Source>> = BTreeMap::new();
     let mut kept = Vec::new();
@@ -121,10 +123,19 @@ pub(crate) fn layout(files: &[Source], default_spec: i32) -> Layout {
             kept.push(s.clone());
         }
     }
-    Layout {
+    // A partition with one file of the current spec already has one file: it is copied
+    // as it is (streamed, never decoded), like a large file.
+    let mut out = Layout {
         kept,
-        groups: groups.into_values().collect(),
+        groups: Vec::new(),
+    };
+    for group in groups.into_values() {
+        match group.as_slice() {
+            [one] if one.spec_id == default_spec => out.kept.push(one.clone()),
+            _ => out.groups.push(group),
+        }
     }
+    out
 }
 
 /// The runs of `group` to sort together: files ordered by the lower bound of the sort
@@ -537,9 +548,10 @@ mod tests {
             file(1, COMBINE_BELOW, 5, 6),
         ];
         let l = layout(&files, 0);
-        assert_eq!(l.kept.len(), 1);
+        // Day 1: two small files combined, the large one kept; day 2: its only file kept.
+        assert_eq!(l.kept.len(), 2);
         let sizes: Vec<usize> = l.groups.iter().map(Vec::len).collect();
-        assert_eq!(sizes, vec![2, 1]);
+        assert_eq!(sizes, vec![2]);
         // Another spec than the default: rewritten, however large.
         let l = layout(&files, 1);
         assert!(l.kept.is_empty());
