@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use sha2::{Digest, Sha256};
 
 use iceberg::spec::{
-    DataFile, DataFileBuilder, ManifestStatus, Schema, SnapshotRef, TableMetadata,
+    DataFile, DataFileBuilder, ManifestStatus, PartitionField, Schema, SnapshotRef, TableMetadata,
     TableMetadataBuilder, Type,
 };
 use iceberg::{TableRequirement, TableUpdate};
@@ -237,12 +237,25 @@ pub(crate) fn definition_of(local: &TableMetadata) -> TableDefinition {
     }
 }
 
+/// Whether two specs partition alike: the same source columns, transforms and names, in
+/// order. Partition field ids may differ (a table created from an evolved spec numbers
+/// them afresh); partition tuples are positional, so they mean the same.
+pub(crate) fn same_partitioning(a: &[PartitionField], b: &[PartitionField]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.source_id == y.source_id && x.transform == y.transform && x.name == y.name
+        })
+}
+
 /// Refuse a cloud table whose columns or partitioning differ from the local table's:
 /// column statistics and partition tuples are keyed by field id and must mean the same.
 pub(crate) fn check_compatible(local: &Table, cloud: &Table) -> Result<()> {
     let (l, c) = (local.metadata(), cloud.metadata());
     let same_schema = l.current_schema().as_struct() == c.current_schema().as_struct();
-    let same_spec = l.default_partition_spec().fields() == c.default_partition_spec().fields();
+    let same_spec = same_partitioning(
+        l.default_partition_spec().fields(),
+        c.default_partition_spec().fields(),
+    );
     if same_schema && same_spec {
         return Ok(());
     }
@@ -269,7 +282,10 @@ pub(crate) async fn evolve_cloud(local: &Table, cloud: &mut Table) -> Result<()>
     for _ in 0..4 {
         let (l, c) = (local.metadata(), cloud.metadata());
         let same_schema = l.current_schema().as_struct() == c.current_schema().as_struct();
-        let same_spec = l.default_partition_spec().fields() == c.default_partition_spec().fields();
+        let same_spec = same_partitioning(
+            l.default_partition_spec().fields(),
+            c.default_partition_spec().fields(),
+        );
         if same_schema && same_spec {
             return Ok(());
         }

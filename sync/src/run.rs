@@ -19,8 +19,8 @@ use crate::error::{Error, Result};
 use crate::plan::{plan_steps, Step};
 use crate::project::{
     check_compatible, cloud_path, cloud_watermark_key, commit_id, definition_of, evolve_cloud,
-    files_of, parse_watermark, projection_commit, range_commit_id, relocate, set_local_watermark,
-    Source,
+    files_of, parse_watermark, projection_commit, range_commit_id, relocate, same_partitioning,
+    set_local_watermark, Source,
 };
 use crate::prune::{prune_local, PruneOptions, PruneReport};
 use crate::squash::{self, Projection};
@@ -384,7 +384,40 @@ async fn project(
     upload: Upload,
     report: &mut TableSyncReport,
 ) -> Result<()> {
-    let spec_id = cloud_table.metadata().default_partition_spec_id();
+    // Each file keeps the partition spec it was written with: the cloud spec with the
+    // same fields (the default one after `evolve_cloud`; an older local spec must exist in
+    // the cloud too, or the file cannot be described there).
+    let mut spec_ids = std::collections::HashMap::new();
+    for s in &upload.files {
+        if spec_ids.contains_key(&s.spec_id) {
+            continue;
+        }
+        let fields = local
+            .metadata()
+            .partition_spec_by_id(s.spec_id)
+            .map(|spec| spec.fields().to_vec());
+        let cloud_spec = fields.as_ref().and_then(|fields| {
+            let c = cloud_table.metadata();
+            match same_partitioning(c.default_partition_spec().fields(), fields) {
+                true => Some(c.default_partition_spec_id()),
+                false => c
+                    .partition_specs_iter()
+                    .find(|spec| same_partitioning(spec.fields(), fields))
+                    .map(|spec| spec.spec_id()),
+            }
+        });
+        let Some(id) = cloud_spec else {
+            return Err(Error::SyncMismatch {
+                table: local.name().to_string(),
+                cloud: cloud_table.location().to_string(),
+                reason: format!(
+                    "a data file was written with local partition spec {}, which the cloud table lacks (sync without --per-commit rewrites such files into the current spec)",
+                    s.spec_id
+                ),
+            });
+        };
+        spec_ids.insert(s.spec_id, id);
+    }
     copier.progress.planned(
         upload.files.len() as u64,
         upload
@@ -426,7 +459,7 @@ async fn project(
                 None => report.files_skipped += 1,
             }
             copier.progress.file_done(sent.is_none(), size);
-            cloud_files.push(relocate(f, target, spec_id)?);
+            cloud_files.push(relocate(f, target, spec_ids[&s.spec_id])?);
         }
         let commit = projection_commit(
             &local.metadata().uuid(),

@@ -398,3 +398,63 @@ async fn a_sync_killed_mid_upload_resumes_without_resending_parts() {
         "the upload journal is removed once the upload completes"
     );
 }
+
+/// A local partition spec change (`floe alter --partition`) reaches the cloud before the
+/// data; files of the older spec in the batch are rewritten into the current one, and
+/// `--per-commit`, which copies files as they are, refuses a spec the cloud lacks.
+#[tokio::test]
+async fn a_local_partition_change_reaches_the_cloud_and_old_spec_files_are_rewritten() {
+    let local = memory_warehouse();
+    let ident = TableIdent::parse("gw.dev_4").unwrap();
+    let mut t = Table::create(&local, &ident, iot_definition())
+        .await
+        .unwrap();
+    appends(&mut t, 2, 5, 1).await;
+    let cloud = Catalog::new(memory_warehouse());
+    floe_sync::sync_table(&mut t, &cloud, &options())
+        .await
+        .unwrap();
+    // One more append under day(ts), then the spec moves to hour(ts), then another.
+    appends(&mut t, 1, 5, 1).await;
+    let schema = t.metadata().current_schema().clone();
+    let hourly = floe_table_format::schema::parse_partition_spec("hour(ts)", &schema).unwrap();
+    let mut action = ApplyUpdates::new(
+        vec![],
+        vec![
+            TableUpdate::AddSpec { spec: hourly },
+            TableUpdate::SetDefaultSpec { spec_id: -1 },
+        ],
+    );
+    t.commit("hourly", &RetryPolicy::default(), &mut action)
+        .await
+        .unwrap();
+    appends(&mut t, 1, 5, 1).await;
+    let fresh = Catalog::new(memory_warehouse());
+
+    let r = floe_sync::sync_table(&mut t, &cloud, &options())
+        .await
+        .unwrap();
+    assert_eq!((r.snapshots_projected, r.cloud_commits), (2, 1), "{r:?}");
+    let c = cloud.load_table(&ident).await.unwrap();
+    assert_eq!(
+        c.metadata().default_partition_spec().fields(),
+        t.metadata().default_partition_spec().fields()
+    );
+    assert_eq!(scan(&c).await, scan(&t).await);
+    // The day-spec file was rewritten into the hourly spec; the hourly one, alone in its
+    // partition, is carried as it is.
+    assert_eq!((r.files_combined, r.files_copied), (1, 2), "{r:?}");
+
+    let per_commit = SyncOptions {
+        per_commit: true,
+        ..options()
+    };
+    let e = floe_sync::sync_table(&mut t, &fresh, &per_commit)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("partition spec") && e.contains("--per-commit"),
+        "{e}"
+    );
+}
