@@ -14,6 +14,7 @@ use arrow::util::display::FormatOptions;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::{Error, Result};
+use crate::evolve::Evolution;
 
 /// Rows per batch read from an input file.
 pub const BATCH_ROWS: usize = 8192;
@@ -234,27 +235,102 @@ pub struct AppendReport {
 
 /// Append input files to `table` as one commit: every file is read, conformed to the
 /// table's schema and written as data files; only if all of them succeed is the append
-/// committed. On any error nothing is committed (written files stay unreferenced).
+/// committed. On any error nothing is committed (written files stay unreferenced). The
+/// schema evolves only if the table's `floe.schema.evolution` property asks for it.
 pub async fn append_files(
     table: &mut crate::table::Table,
     files: &[std::path::PathBuf],
     options: crate::append::CommitOptions,
 ) -> Result<AppendReport> {
-    // A rerun of a commit that already landed writes nothing.
-    if let Some(snapshot_id) = table.find_commit(&options.commit_id) {
-        return Ok(AppendReport {
-            rows: 0,
-            data_files: 0,
-            bytes: 0,
-            commit: crate::append::CommitReport {
-                version: table.version(),
-                snapshot_id,
-                attempts: 0,
-                already_committed: true,
-            },
-        });
+    append_files_evolving(table, files, options, None).await
+}
+
+/// Times [`append_files_evolving`] writes the data again when the schema moved underneath
+/// its commit (another writer took a planned field id).
+pub const SCHEMA_REPLANS: u32 = 4;
+
+/// [`append_files`] with an evolution mode for this call (`None`: the table's
+/// `floe.schema.evolution` property; `floe append --evolve` passes
+/// [`Evolution::AddColumns`]). With evolution, input columns the table lacks are added and
+/// promotions widen columns in the same commit as the data ([`crate::evolve`]); when a
+/// concurrent writer's schema change takes a planned field id, the files are planned and
+/// written again against the new head (at most [`SCHEMA_REPLANS`] times; the files written
+/// before stay unreferenced, for vacuum).
+pub async fn append_files_evolving(
+    table: &mut crate::table::Table,
+    files: &[std::path::PathBuf],
+    options: crate::append::CommitOptions,
+    evolution: Option<Evolution>,
+) -> Result<AppendReport> {
+    let mut replans = 0;
+    loop {
+        // A rerun of a commit that already landed writes nothing.
+        if let Some(snapshot_id) = table.find_commit(&options.commit_id) {
+            return Ok(AppendReport {
+                rows: 0,
+                data_files: 0,
+                bytes: 0,
+                commit: crate::append::CommitReport {
+                    version: table.version(),
+                    snapshot_id,
+                    attempts: 0,
+                    already_committed: true,
+                },
+            });
+        }
+        let mode = evolution.unwrap_or_else(|| Evolution::of(table.metadata()));
+        let current = table.metadata().current_schema().clone();
+        let mut planned = current.as_ref().clone();
+        for path in files {
+            let columns = input_columns(path, &planned)?;
+            planned = crate::evolve::plan(
+                table.metadata(),
+                &planned,
+                &columns,
+                mode,
+                &path.display().to_string(),
+            )?;
+        }
+        let evolves = planned.as_struct() != current.as_struct();
+        let (rows, data_files) = if evolves {
+            write_files(table, files, Arc::new(planned.clone())).await?
+        } else {
+            write_files(table, files, current).await?
+        };
+        let bytes = data_files.iter().map(|f| f.file_size_in_bytes()).sum();
+        let n = data_files.len();
+        let committed = if evolves {
+            table
+                .append_evolving(data_files, planned, options.clone())
+                .await
+        } else {
+            table.append(data_files, options.clone()).await
+        };
+        match committed {
+            Err(Error::SchemaMoved { column, reason, .. }) if replans < SCHEMA_REPLANS => {
+                replans += 1;
+                tracing::info!(table = %table.name(), %column, %reason, replans, "the schema moved underneath the append; writing the data again");
+                table.refresh().await?;
+            }
+            committed => {
+                return Ok(AppendReport {
+                    rows,
+                    data_files: n,
+                    bytes,
+                    commit: committed?,
+                })
+            }
+        }
     }
-    let mut writer = crate::writer::DataWriter::new(table)?;
+}
+
+/// Read every input conformed to `schema` and write it as data files of `table`.
+async fn write_files(
+    table: &crate::table::Table,
+    files: &[std::path::PathBuf],
+    schema: iceberg::spec::SchemaRef,
+) -> Result<(u64, Vec<iceberg::spec::DataFile>)> {
+    let mut writer = crate::writer::DataWriter::with_schema(table, schema)?;
     let target = writer.arrow_schema().clone();
     for path in files {
         for batch in read_file(path, &target)? {
@@ -272,16 +348,62 @@ pub async fn append_files(
             reason: "no rows to append".into(),
         });
     }
-    let data_files = writer.close().await?;
-    let bytes = data_files.iter().map(|f| f.file_size_in_bytes()).sum();
-    let n = data_files.len();
-    let commit = table.append(data_files, options).await?;
-    Ok(AppendReport {
-        rows,
-        data_files: n,
-        bytes,
-        commit,
-    })
+    Ok((rows, writer.close().await?))
+}
+
+/// Records read to infer the types of new CSV or JSON columns.
+const INFER_RECORDS: usize = 100_000;
+
+/// The columns of an input file with the types its values have: a Parquet file's own
+/// types; for CSV and JSON, columns `schema` has are text (cast to the column's type when
+/// read) and new ones are inferred as long, double, boolean or string.
+pub fn input_columns(
+    path: &Path,
+    schema: &iceberg::spec::Schema,
+) -> Result<Vec<(String, DataType)>> {
+    let format = InputFormat::from_path(path)?;
+    let file = File::open(path).map_err(|e| input_err(path, e))?;
+    let inferred = |ty: &DataType| match ty {
+        DataType::Int64 | DataType::Float64 | DataType::Boolean => ty.clone(),
+        _ => DataType::Utf8,
+    };
+    let arrow: ArrowSchema = match format {
+        InputFormat::Parquet => {
+            let builder =
+                ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| input_err(path, e))?;
+            return Ok(builder
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().clone()))
+                .collect());
+        }
+        InputFormat::Csv => {
+            arrow::csv::reader::Format::default()
+                .with_header(true)
+                .infer_schema(BufReader::new(file), Some(INFER_RECORDS))
+                .map_err(|e| input_err(path, e))?
+                .0
+        }
+        InputFormat::Json => {
+            arrow::json::reader::infer_json_schema(BufReader::new(file), Some(INFER_RECORDS))
+                .map_err(|e| input_err(path, e))?
+                .0
+        }
+    };
+    Ok(arrow
+        .fields()
+        .iter()
+        .map(|f| {
+            let name = f.name().trim().trim_matches('"').to_string();
+            let ty = if schema.field_by_name(&name).is_some() {
+                DataType::Utf8
+            } else {
+                inferred(f.data_type())
+            };
+            (name, ty)
+        })
+        .collect())
 }
 
 #[cfg(test)]

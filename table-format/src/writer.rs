@@ -59,9 +59,15 @@ impl DataWriter {
     /// start with a fresh UUID, so no two writers (nor two runs of one commit) ever write
     /// the same object.
     pub fn new(table: &TableView) -> Result<Self> {
+        Self::with_schema(table, table.metadata().current_schema().clone())
+    }
+
+    /// A writer for `table`'s default partition spec whose files carry `schema`'s field
+    /// ids: a schema evolution's plan (see [`crate::evolve::plan`]), committed with
+    /// [`crate::Table::append_evolving`].
+    pub fn with_schema(table: &TableView, schema: iceberg::spec::SchemaRef) -> Result<Self> {
         let file_prefix = uuid::Uuid::new_v4().to_string();
         let metadata = table.metadata();
-        let schema = metadata.current_schema().clone();
         let spec = metadata.default_partition_spec().clone();
         let arrow_schema = Arc::new(
             iceberg::arrow::schema_to_arrow_schema(&schema)
