@@ -205,7 +205,7 @@ pub fn plan(
                 }
                 check_partition_sources(metadata, field.id, &table_ty, &input_ty)
                     .map_err(|reason| refuse(name, reason))?;
-                field.field_type = Box::new(Type::Primitive(input_ty));
+                *field.field_type = Type::Primitive(input_ty);
             }
         }
     }

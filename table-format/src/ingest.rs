@@ -282,7 +282,7 @@ pub async fn append_files_evolving(
         let current = table.metadata().current_schema().clone();
         let mut planned = current.as_ref().clone();
         for path in files {
-            let columns = input_columns(path, &planned)?;
+            let columns = input_columns(path, &planned, mode)?;
             planned = crate::evolve::plan(
                 table.metadata(),
                 &planned,
@@ -352,14 +352,16 @@ async fn write_files(
 }
 
 /// Records read to infer the types of new CSV or JSON columns.
-const INFER_RECORDS: usize = 100_000;
+pub const INFER_RECORDS: usize = 100_000;
 
 /// The columns of an input file with the types its values have: a Parquet file's own
 /// types; for CSV and JSON, columns `schema` has are text (cast to the column's type when
-/// read) and new ones are inferred as long, double, boolean or string.
+/// read) and new ones are inferred as long, double, boolean or string (from up to
+/// [`INFER_RECORDS`] records; without evolution, a JSON input's first 1,000).
 pub fn input_columns(
     path: &Path,
     schema: &iceberg::spec::Schema,
+    evolution: Evolution,
 ) -> Result<Vec<(String, DataType)>> {
     let format = InputFormat::from_path(path)?;
     let file = File::open(path).map_err(|e| input_err(path, e))?;
@@ -379,6 +381,20 @@ pub fn input_columns(
                 .collect());
         }
         InputFormat::Csv => {
+            let mut buf = BufReader::new(file);
+            let mut header = String::new();
+            buf.read_line(&mut header).map_err(|e| input_err(path, e))?;
+            let names: Vec<String> = header
+                .trim_end_matches(['\r', '\n'])
+                .split(',')
+                .map(|c| c.trim().trim_matches('"').to_string())
+                .filter(|c| !c.is_empty())
+                .collect();
+            // Only a header naming new columns costs a second pass over the values.
+            if names.iter().all(|n| schema.field_by_name(n).is_some()) {
+                return Ok(names.into_iter().map(|n| (n, DataType::Utf8)).collect());
+            }
+            let file = File::open(path).map_err(|e| input_err(path, e))?;
             arrow::csv::reader::Format::default()
                 .with_header(true)
                 .infer_schema(BufReader::new(file), Some(INFER_RECORDS))
@@ -386,7 +402,12 @@ pub fn input_columns(
                 .0
         }
         InputFormat::Json => {
-            arrow::json::reader::infer_json_schema(BufReader::new(file), Some(INFER_RECORDS))
+            let records = match evolution {
+                // Enough to name a new field in the refusal; the reader refuses later ones.
+                Evolution::Off => 1_000,
+                Evolution::AddColumns => INFER_RECORDS,
+            };
+            arrow::json::reader::infer_json_schema(BufReader::new(file), Some(records))
                 .map_err(|e| input_err(path, e))?
                 .0
         }
@@ -452,6 +473,38 @@ mod tests {
         let b = read_all(&p).unwrap();
         assert_eq!(b[0].num_rows(), 1);
         assert_eq!(b[0].column(2).null_count(), 1);
+    }
+
+    #[test]
+    fn new_csv_and_json_columns_are_inferred_known_ones_are_text() {
+        let schema = crate::schema::default_iot_schema();
+        let p = tmp(
+            "fw2.csv",
+            "device_id,ts,value,temp_c,ok,fw\nd1,2026-01-01T00:00:00Z,1.5,20,true,v2\nd1,2026-01-01T00:01:00Z,2,21.5,false,v2\n",
+        );
+        let cols = input_columns(&p, &schema, Evolution::AddColumns).unwrap();
+        let ty = |n: &str| cols.iter().find(|(c, _)| c == n).unwrap().1.clone();
+        assert_eq!(
+            ty("value"),
+            DataType::Utf8,
+            "a known column is parsed into its type"
+        );
+        assert_eq!(ty("temp_c"), DataType::Float64);
+        assert_eq!(ty("ok"), DataType::Boolean);
+        assert_eq!(ty("fw"), DataType::Utf8);
+        let p = tmp(
+            "fw2.jsonl",
+            "{\"device_id\":\"d1\",\"count\":3,\"ts\":\"2026-01-01T00:00:00Z\"}\n",
+        );
+        let cols = input_columns(&p, &schema, Evolution::AddColumns).unwrap();
+        assert!(
+            cols.contains(&("count".to_string(), DataType::Int64)),
+            "{cols:?}"
+        );
+        assert!(
+            cols.contains(&("ts".to_string(), DataType::Utf8)),
+            "{cols:?}"
+        );
     }
 
     #[test]
