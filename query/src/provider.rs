@@ -16,7 +16,7 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use futures::{stream, StreamExt, TryStreamExt};
 
-use crate::predicate::{columns_in, filters_to_predicate};
+use crate::predicate::{columns_in, filters_to_predicate, prunable};
 use crate::scan::{plan_table, snapshot_totals, ScanRequest, ScanSummary};
 use crate::{ScanOptions, DEVICE_COLUMN};
 
@@ -103,7 +103,7 @@ impl TableProvider for FloeTableProvider {
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         let output = projected(&self.schema, projection)?;
-        let predicate = filters_to_predicate(filters, &self.schema);
+        let predicate = filters_to_predicate(filters, &prunable(&self.schema, &self.table));
         let limit = limit.filter(|_| filters.is_empty());
         let planned = plan_table(
             ScanRequest {
@@ -403,7 +403,7 @@ impl TableProvider for FleetProvider {
                         .map(|f| f.name().clone())
                         .filter(|c| c != DEVICE_COLUMN && l.schema.field_with_name(c).is_ok())
                         .collect(),
-                    predicate: filters_to_predicate(&own, &l.schema),
+                    predicate: filters_to_predicate(&own, &prunable(&l.schema, &l.table)),
                     limit,
                 }
             })

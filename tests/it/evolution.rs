@@ -319,6 +319,26 @@ async fn promotions_widen_and_nothing_else_changes_implicitly() {
         (Some(2), Some(30)),
         "{r}"
     );
+    // Filters prune files written before the widening by their int bounds, exactly.
+    for (filter, want) in [
+        ("n >= 2", 3),
+        ("n > 4000000000", 1),
+        ("n < 3", 2),
+        ("n = 1", 1),
+    ] {
+        let r = sql_row(
+            wh.url(),
+            &format!("SELECT count(*) AS c FROM fleet.meter WHERE {filter}"),
+        );
+        assert_eq!(r["c"].as_u64(), Some(want), "{filter}: {r}");
+    }
+    let got = run_python(&[
+        "tests/interop/read_table.py",
+        t.metadata_location(),
+        "--column",
+        "n",
+    ]);
+    assert_eq!(got["column_sum"], 5_000_000_006i64, "{got}");
 
     // A type change that is not a promotion (long -> double) is refused with or without
     // evolution being on, naming the column; nothing is committed.
