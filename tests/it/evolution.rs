@@ -243,17 +243,14 @@ async fn promotions_widen_and_nothing_else_changes_implicitly() {
         ])
         .build()
         .unwrap();
-    let mut t = Table::create(
-        &wh,
-        &ident,
-        TableDefinition {
-            schema,
-            partition: Default::default(),
-            properties: Default::default(),
-        },
-    )
-    .await
-    .unwrap();
+    let definition = TableDefinition {
+        schema,
+        partition: Default::default(),
+        properties: Default::default(),
+    };
+    let mut t = Table::create(&wh, &ident, definition.clone())
+        .await
+        .unwrap();
     let small = RecordBatch::try_new(
         Arc::new(ArrowSchema::new(vec![
             Field::new("n", DataType::Int32, true),
@@ -266,6 +263,12 @@ async fn promotions_widen_and_nothing_else_changes_implicitly() {
     )
     .unwrap();
     let first = parquet(&dir, "small.parquet", small);
+    // A twin device whose firmware never widened: it keeps n as int.
+    let twin = TableIdent::parse("fleet.meter_old").unwrap();
+    let mut old = Table::create(&wh, &twin, definition).await.unwrap();
+    append_files_evolving(&mut old, &[first.clone()], CommitOptions::default(), None)
+        .await
+        .unwrap();
     append_files_evolving(
         &mut t,
         &[first],
@@ -351,6 +354,24 @@ async fn promotions_widen_and_nothing_else_changes_implicitly() {
         vec![Arc::new(Float64Array::from(vec![1.5]))],
     )
     .unwrap();
+    // The fleet view reads int and long as long (values cast up), filters exact.
+    let rows = sql_rows(
+        wh.url(),
+        "SELECT device, sum(n) AS n, count(*) AS c FROM fleet.all_devices \
+         WHERE n >= 2 GROUP BY device ORDER BY device",
+    );
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(
+        (rows[0]["n"].as_i64(), rows[0]["c"].as_u64()),
+        (Some(5_000_000_005), Some(3)),
+        "{rows:?}"
+    );
+    assert_eq!(
+        (rows[1]["n"].as_i64(), rows[1]["c"].as_u64()),
+        (Some(2), Some(1)),
+        "{rows:?}"
+    );
+
     let third = parquet(&dir, "retype.parquet", retype);
     let version = t.version();
     let e = append_files_evolving(
