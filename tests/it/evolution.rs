@@ -156,14 +156,16 @@ async fn firmware_adds_a_field_refused_by_default_added_in_the_same_commit_on_op
     assert_eq!(got["row_count"], 7, "{got}");
     assert_eq!(got["column_non_null"], 4, "{got}");
 
-    // Opting in per table (here by property; a namespace template's properties do the
-    // same for new tables): no flag needed.
+    // Opting in by the namespace's template: a device's first append creates its table
+    // with the property, and the same commit adds the column.
     floe_ok(
         &url,
         &[
-            "create",
-            "fleet.d2",
-            "--property",
+            "namespace",
+            "set",
+            "fleet",
+            "--template-default",
+            "--template-property",
             "floe.schema.evolution=add-columns",
         ],
     );
@@ -188,6 +190,7 @@ async fn firmware_adds_a_field_refused_by_default_added_in_the_same_commit_on_op
     );
 
     // A column another table holds with another type: a clear error naming both tables.
+    // (This table opts in by its own property.)
     floe_ok(
         &url,
         &[
