@@ -559,6 +559,65 @@ mod tests {
     }
 
     #[test]
+    fn a_widening_is_installed_once_and_survives_a_rebase_either_way() {
+        let m = ints();
+        let wide = plan(
+            &m,
+            m.current_schema(),
+            &[col("n", DataType::Int64)],
+            Evolution::AddColumns,
+            "in",
+        )
+        .unwrap();
+        let installed = reconcile("t", &m, &wide).unwrap().unwrap();
+        let long = Type::Primitive(PrimitiveType::Long);
+        assert_eq!(*installed.field_by_name("n").unwrap().field_type, long);
+        let widened = TableMetadataBuilder::new_from_metadata(m.clone(), None)
+            .add_current_schema(installed)
+            .unwrap()
+            .build()
+            .unwrap()
+            .metadata;
+        // Another writer widened it first: nothing more to install.
+        assert!(reconcile("t", &widened, &wide).unwrap().is_none());
+        // Files planned before the widening (an added column, n still int) fit too: their
+        // int values are read promoted.
+        let narrow = plan(
+            &m,
+            m.current_schema(),
+            &[col("extra", DataType::Utf8)],
+            Evolution::AddColumns,
+            "in",
+        )
+        .unwrap();
+        let next = reconcile("t", &widened, &narrow).unwrap().unwrap();
+        assert_eq!(*next.field_by_name("n").unwrap().field_type, long);
+        assert_eq!(next.field_by_name("extra").unwrap().id, 4);
+        // A type the files hold that is neither: moved.
+        let odd = Schema::builder()
+            .with_fields(
+                widened
+                    .current_schema()
+                    .as_struct()
+                    .fields()
+                    .iter()
+                    .map(|f| {
+                        let mut f = f.as_ref().clone();
+                        if f.name == "n" {
+                            *f.field_type = Type::Primitive(PrimitiveType::Double);
+                        }
+                        Arc::new(f)
+                    }),
+            )
+            .build()
+            .unwrap();
+        assert!(matches!(
+            reconcile("t", &widened, &odd),
+            Err(Error::SchemaMoved { .. })
+        ));
+    }
+
+    #[test]
     fn concurrent_additions_converge_or_move() {
         let m = iot();
         let mine = plan(

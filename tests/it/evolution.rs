@@ -269,9 +269,14 @@ async fn promotions_widen_and_nothing_else_changes_implicitly() {
     // A twin device whose firmware never widened: it keeps n as int.
     let twin = TableIdent::parse("fleet.meter_old").unwrap();
     let mut old = Table::create(&wh, &twin, definition).await.unwrap();
-    append_files_evolving(&mut old, &[first.clone()], CommitOptions::default(), None)
-        .await
-        .unwrap();
+    append_files_evolving(
+        &mut old,
+        std::slice::from_ref(&first),
+        CommitOptions::default(),
+        None,
+    )
+    .await
+    .unwrap();
     append_files_evolving(
         &mut t,
         &[first],
