@@ -427,7 +427,17 @@ async fn concurrent_writers_adding_columns_converge_by_rebase() {
         let hum = |i: usize| format!("{}", 40 + i);
         let fa = csv(&dir, "a.csv", "d", (0, 3), &[("temp_c", &temp)]);
         let fb = csv(&dir, "b.csv", "d", (3, 2), &[("temp_c", &temp)]);
-        let fc = csv(&dir, "c.csv", "d", (5, 4), &[("humidity", &hum)]);
+        // (c's input is JSON: a new field's type is inferred from the values.)
+        let fc = dir.join("c.jsonl");
+        let lines: Vec<String> = (5..9)
+            .map(|i| {
+                format!(
+                    r#"{{"device_id":"d","ts":"2026-01-01T00:{i:02}:00Z","value":{i},"humidity":{}}}"#,
+                    hum(i)
+                )
+            })
+            .collect();
+        std::fs::write(&fc, lines.join("\n")).unwrap();
         evolve_csv(&mut a, &fa).await;
         // The same column: b's files already carry the id a's commit gave it.
         let rb = evolve_csv(&mut b, &fb).await;
