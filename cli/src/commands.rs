@@ -52,6 +52,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             table,
             files,
             create,
+            evolve,
             definition,
             commit_id,
             max_attempts,
@@ -70,7 +71,26 @@ pub async fn run(cli: Cli) -> Result<()> {
             if let Some(id) = commit_id {
                 options.commit_id = id;
             }
-            append(&catalog, &table, &files, create, &definition, options, json).await
+            let evolve = evolve.then_some(floe_table_format::evolve::Evolution::AddColumns);
+            let input = (files.as_slice(), evolve);
+            append(&catalog, &table, input, create, &definition, options, json).await
+        }
+        Command::Alter { table, partition } => {
+            let ident = TableIdent::parse(&table)?;
+            let mut t = catalog.load_table(&ident).await?;
+            let done = t
+                .alter_partition(&partition, &RetryPolicy::default())
+                .await?;
+            let spec = t.metadata().default_partition_spec();
+            match done.already_committed {
+                true => println!("{ident} is already partitioned by {partition}"),
+                false => println!(
+                    "{ident}: partition spec {} ({partition}) for new data, version {}",
+                    spec.spec_id(),
+                    done.version
+                ),
+            }
+            Ok(())
         }
         Command::Tables {
             namespace,
@@ -296,7 +316,10 @@ async fn create(catalog: &Catalog, name: &str, args: &DefinitionArgs, json: bool
 async fn append(
     catalog: &Catalog,
     name: &str,
-    files: &[std::path::PathBuf],
+    (files, evolve): (
+        &[std::path::PathBuf],
+        Option<floe_table_format::evolve::Evolution>,
+    ),
     create: bool,
     args: &DefinitionArgs,
     options: CommitOptions,
@@ -325,7 +348,7 @@ async fn append(
         }
     };
     let commit_id = options.commit_id.clone();
-    let report: AppendReport = ingest::append_files(&mut table, files, options)
+    let report: AppendReport = ingest::append_files_evolving(&mut table, files, options, evolve)
         .await
         .map_err(|e| append_failure(&ident, &commit_id, e))?;
     if json {

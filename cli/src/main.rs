@@ -85,6 +85,11 @@ enum Command {
         /// Create the table first if it does not exist.
         #[arg(long)]
         create: bool,
+        /// Evolve the schema in the same commit: add input columns the table lacks (as
+        /// optional columns) and widen int to long, float to double, decimal precision up.
+        /// Tables opt in for good with the property floe.schema.evolution=add-columns.
+        #[arg(long)]
+        evolve: bool,
         #[command(flatten)]
         definition: DefinitionArgs,
         /// Commit id to stamp (reusing one makes a retried append idempotent).
@@ -102,6 +107,15 @@ enum Command {
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Change how new data is partitioned (a metadata-only commit adding a partition
+    /// spec); files already written keep theirs, and queries prune both.
+    Alter {
+        /// NAMESPACE.TABLE
+        table: String,
+        /// The new partitioning, e.g. 'hour(ts)' or 'day(ts), bucket(8, metric)'.
+        #[arg(long)]
+        partition: String,
     },
     /// List tables, in one namespace or in all of them.
     Tables {

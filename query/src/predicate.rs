@@ -33,6 +33,34 @@ pub fn filters_to_predicate(filters: &[Expr], schema: &Schema) -> Option<Predica
         .reduce(Predicate::and)
 }
 
+/// `schema` without the columns whose type `table` has promoted (int → long, float →
+/// double, decimal precision): filters on them are then not pushed down. Files written
+/// before a promotion keep bounds (and partition values) of the old type, and iceberg's
+/// evaluators compare a bound of one type with a literal of another as "cannot match",
+/// which would prune files holding matching rows. DataFusion still applies the filters
+/// exactly above the scan.
+pub fn prunable(schema: &Schema, table: &iceberg::table::Table) -> Schema {
+    let metadata = table.metadata();
+    let current = metadata.current_schema();
+    let promoted = |name: &str| {
+        current.field_by_name(name).is_some_and(|f| {
+            metadata.schemas_iter().any(|s| {
+                s.field_by_id(f.id)
+                    .is_some_and(|old| old.field_type != f.field_type)
+            })
+        })
+    };
+    Schema::new_with_metadata(
+        schema
+            .fields()
+            .iter()
+            .filter(|f| !promoted(f.name()))
+            .cloned()
+            .collect::<Vec<_>>(),
+        schema.metadata().clone(),
+    )
+}
+
 /// Whether every column `expr` references is in `schema` (by name).
 pub fn columns_in(expr: &Expr, schema: &Schema) -> bool {
     expr.column_refs()

@@ -16,7 +16,7 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use futures::{stream, StreamExt, TryStreamExt};
 
-use crate::predicate::{columns_in, filters_to_predicate};
+use crate::predicate::{columns_in, filters_to_predicate, prunable};
 use crate::scan::{plan_table, snapshot_totals, ScanRequest, ScanSummary};
 use crate::{ScanOptions, DEVICE_COLUMN};
 
@@ -103,7 +103,7 @@ impl TableProvider for FloeTableProvider {
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         let output = projected(&self.schema, projection)?;
-        let predicate = filters_to_predicate(filters, &self.schema);
+        let predicate = filters_to_predicate(filters, &prunable(&self.schema, &self.table));
         let limit = limit.filter(|_| filters.is_empty());
         let planned = plan_table(
             ScanRequest {
@@ -176,7 +176,8 @@ struct Loaded {
 /// `NAMESPACE.all_devices`: every table of a namespace, with its name as column `device`.
 ///
 /// The schema is `device` followed by the union of the tables' columns by name (a table
-/// lacking a column reads NULL there, as after firmware adds a metric to some devices).
+/// lacking a column reads NULL there, as after firmware adds a metric to some devices; a
+/// column some tables widened reads as the wider type).
 /// Filters on `device` alone are evaluated against the table names before anything of a
 /// table is read; the other filters prune each table by its own manifests.
 #[derive(Debug, Clone)]
@@ -189,8 +190,8 @@ pub struct FleetProvider {
 }
 
 impl FleetProvider {
-    /// Build the view; fails if two tables disagree on a column's type or a table has its
-    /// own `device` column. Members without a table are loaded by `loader` when a scan
+    /// Build the view; fails if two tables disagree on a column's type (other than by an
+    /// Iceberg promotion, read as the wider type) or a table has its own `device` column. Members without a table are loaded by `loader` when a scan
     /// keeps them.
     pub fn try_new(
         label: String,
@@ -210,16 +211,27 @@ impl FleetProvider {
                         m.name
                     )));
                 }
-                match seen.get(f.name()) {
+                match seen.get_mut(f.name()) {
                     Some((ty, _)) if ty == f.data_type() => {}
-                    Some((ty, first)) => {
-                        return Err(DataFusionError::Plan(format!(
-                            "{label}: column `{}` is {ty} in table {first} but {} in table {}",
-                            f.name(),
-                            f.data_type(),
-                            m.name
-                        )))
-                    }
+                    Some((ty, first)) => match wider(ty, f.data_type()).cloned() {
+                        // Firmware widened it on some devices: the view reads the wider.
+                        Some(wide) => {
+                            *ty = wide.clone();
+                            if let Some(field) = fields.iter_mut().find(|x| x.name() == f.name()) {
+                                *field = Field::new(f.name(), wide, true);
+                            }
+                        }
+                        None => {
+                            return Err(DataFusionError::Plan(format!(
+                                "{label}: column `{}` is {ty} in table {first} but {} in table {} \
+                                 (the fleet view unions columns by name; types must be equal or \
+                                 one an Iceberg promotion of the other)",
+                                f.name(),
+                                f.data_type(),
+                                m.name
+                            )))
+                        }
+                    },
                     None => {
                         seen.insert(f.name().clone(), (f.data_type().clone(), m.name.clone()));
                         fields.push(Field::new(f.name(), f.data_type().clone(), true));
@@ -266,6 +278,9 @@ impl FleetProvider {
         for f in schema.fields() {
             match self.schema.field_with_name(f.name()) {
                 Ok(view) if view.data_type() == f.data_type() => fields.push(f.clone()),
+                Ok(view) if wider(view.data_type(), f.data_type()) == Some(view.data_type()) => {
+                    fields.push(f.clone())
+                }
                 Ok(view) => {
                     return Err(DataFusionError::Plan(format!(
                         "{}: column `{}` is {} in the fleet view but {} in table {}",
@@ -310,6 +325,24 @@ impl FleetProvider {
             }
         }
         Ok(keep)
+    }
+}
+
+/// The wider of two column types when one is an Iceberg promotion of the other (int →
+/// long, float → double, decimal precision up at the same scale): a fleet's tables whose
+/// schemas evolved apart still read as one view, each file's values cast up.
+fn wider<'a>(a: &'a DataType, b: &'a DataType) -> Option<&'a DataType> {
+    let promotes = |from: &DataType, to: &DataType| match (from, to) {
+        (DataType::Int32, DataType::Int64) | (DataType::Float32, DataType::Float64) => true,
+        (DataType::Decimal128(p1, s1), DataType::Decimal128(p2, s2)) => s1 == s2 && p2 > p1,
+        _ => false,
+    };
+    if a == b || promotes(b, a) {
+        Some(a)
+    } else if promotes(a, b) {
+        Some(b)
+    } else {
+        None
     }
 }
 
@@ -403,7 +436,7 @@ impl TableProvider for FleetProvider {
                         .map(|f| f.name().clone())
                         .filter(|c| c != DEVICE_COLUMN && l.schema.field_with_name(c).is_ok())
                         .collect(),
-                    predicate: filters_to_predicate(&own, &l.schema),
+                    predicate: filters_to_predicate(&own, &prunable(&l.schema, &l.table)),
                     limit,
                 }
             })

@@ -5,7 +5,9 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use iceberg::spec::{DataFile, ManifestFile, Operation, TableMetadata, TableMetadataBuilder};
+use iceberg::spec::{
+    DataFile, ManifestFile, Operation, Schema, TableMetadata, TableMetadataBuilder,
+};
 
 use crate::commit::RetryPolicy;
 use crate::driver::{Action, Applied};
@@ -121,6 +123,30 @@ impl Table {
         files: Vec<DataFile>,
         options: CommitOptions,
     ) -> Result<CommitReport> {
+        self.append_files_of(files, None, options).await
+    }
+
+    /// Commit data files written with `schema` (a plan of [`crate::evolve::plan`]: the
+    /// table's schema with added or widened columns) as one append snapshot that also
+    /// installs the columns the head lacks, in the same version. On every head the commit
+    /// builds on, [`crate::evolve::reconcile`] decides what to install; when the head no
+    /// longer fits the files, this fails with [`Error::SchemaMoved`] and nothing is
+    /// committed (`ingest::append_files` then writes the files again).
+    pub async fn append_evolving(
+        &mut self,
+        files: Vec<DataFile>,
+        schema: Schema,
+        options: CommitOptions,
+    ) -> Result<CommitReport> {
+        self.append_files_of(files, Some(schema), options).await
+    }
+
+    async fn append_files_of(
+        &mut self,
+        files: Vec<DataFile>,
+        schema: Option<Schema>,
+        options: CommitOptions,
+    ) -> Result<CommitReport> {
         // The driver looks for the commit id before the action writes anything, so a
         // rerun of a landed append uploads no manifest.
         let mut action = AppendAction {
@@ -129,6 +155,7 @@ impl Table {
             snapshot_id: self.fresh_snapshot_id(),
             write_id: uuid::Uuid::new_v4().to_string(),
             options: &options,
+            schema,
         };
         let done = self
             .commit(&options.commit_id, &options.policy, &mut action)
@@ -153,6 +180,8 @@ struct AppendAction<'a> {
     snapshot_id: i64,
     write_id: String,
     options: &'a CommitOptions,
+    /// The schema the files were written with, when it evolves the table's.
+    schema: Option<Schema>,
 }
 
 #[async_trait::async_trait]
@@ -179,6 +208,12 @@ impl Action for AppendAction<'_> {
             }
             table_properties.insert(advance.key.clone(), advance.to.to_string());
         }
+        // What of the files' schema this head lacks (re-checked on every head: another
+        // writer may have added the same columns, or taken their ids).
+        let evolved = match &self.schema {
+            Some(planned) => crate::evolve::reconcile(table.name(), table.metadata(), planned)?,
+            None => None,
+        };
         if self.manifest.is_none() {
             self.manifest = Some(
                 snapshot::write_added_manifest(
@@ -186,6 +221,7 @@ impl Action for AppendAction<'_> {
                     &self.files,
                     self.snapshot_id,
                     &self.write_id,
+                    self.schema.as_ref(),
                 )
                 .await?,
             );
@@ -229,6 +265,7 @@ impl Action for AppendAction<'_> {
                 removed: &[],
                 summary: self.options.properties.clone(),
                 table_properties,
+                schema: evolved,
             })
             .await?;
         // Expire snapshots so the metadata JSON stays bounded.
@@ -257,7 +294,13 @@ async fn merge_manifests(
     sources: Vec<ManifestFile>,
     k: usize,
 ) -> Result<ManifestFile> {
-    let (location, mut writer) = producer.manifest_writer(&format!("m{k}"))?;
+    // Merge groups are manifests of one spec (the default's, see maintenance::plan_merge).
+    let spec_id = sources
+        .first()
+        .map_or(table.metadata().default_partition_spec_id(), |m| {
+            m.partition_spec_id
+        });
+    let (location, mut writer) = producer.manifest_writer(&format!("m{k}"), spec_id)?;
     // Read the sources concurrently (a merge reads up to min-count-to-merge manifests).
     let loaded = maintenance::load_manifests(table.file_io(), sources).await?;
     for (source, manifest) in loaded {

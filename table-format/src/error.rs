@@ -221,6 +221,19 @@ pub enum Error {
         /// What does not fit.
         reason: String,
     },
+    /// The schema an append's data files were written with no longer fits the head it
+    /// builds on (another writer gave a planned field id to another column, or changed a
+    /// type). Nothing was committed; the files must be written again against the new head
+    /// (`ingest::append_files` does so itself).
+    #[error("append to {table}: column '{column}': {reason}; the schema moved underneath the append, nothing was committed")]
+    SchemaMoved {
+        /// The table.
+        table: String,
+        /// The column at fault.
+        column: String,
+        /// What moved.
+        reason: String,
+    },
     /// Input data could not be read.
     #[error("cannot read {input}: {reason}")]
     Input {
@@ -263,6 +276,7 @@ impl Error {
             Error::CommitConflict { .. }
             | Error::CommitUnknown { .. }
             | Error::FilesChanged { .. }
+            | Error::SchemaMoved { .. }
             | Error::Vacuumed { .. } => true,
             Error::Catalog { retryable, .. } => *retryable,
             _ => false,

@@ -14,6 +14,7 @@ use arrow::util::display::FormatOptions;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::{Error, Result};
+use crate::evolve::Evolution;
 
 /// Rows per batch read from an input file.
 pub const BATCH_ROWS: usize = 8192;
@@ -234,27 +235,102 @@ pub struct AppendReport {
 
 /// Append input files to `table` as one commit: every file is read, conformed to the
 /// table's schema and written as data files; only if all of them succeed is the append
-/// committed. On any error nothing is committed (written files stay unreferenced).
+/// committed. On any error nothing is committed (written files stay unreferenced). The
+/// schema evolves only if the table's `floe.schema.evolution` property asks for it.
 pub async fn append_files(
     table: &mut crate::table::Table,
     files: &[std::path::PathBuf],
     options: crate::append::CommitOptions,
 ) -> Result<AppendReport> {
-    // A rerun of a commit that already landed writes nothing.
-    if let Some(snapshot_id) = table.find_commit(&options.commit_id) {
-        return Ok(AppendReport {
-            rows: 0,
-            data_files: 0,
-            bytes: 0,
-            commit: crate::append::CommitReport {
-                version: table.version(),
-                snapshot_id,
-                attempts: 0,
-                already_committed: true,
-            },
-        });
+    append_files_evolving(table, files, options, None).await
+}
+
+/// Times [`append_files_evolving`] writes the data again when the schema moved underneath
+/// its commit (another writer took a planned field id).
+pub const SCHEMA_REPLANS: u32 = 4;
+
+/// [`append_files`] with an evolution mode for this call (`None`: the table's
+/// `floe.schema.evolution` property; `floe append --evolve` passes
+/// [`Evolution::AddColumns`]). With evolution, input columns the table lacks are added and
+/// promotions widen columns in the same commit as the data ([`crate::evolve`]); when a
+/// concurrent writer's schema change takes a planned field id, the files are planned and
+/// written again against the new head (at most [`SCHEMA_REPLANS`] times; the files written
+/// before stay unreferenced, for vacuum).
+pub async fn append_files_evolving(
+    table: &mut crate::table::Table,
+    files: &[std::path::PathBuf],
+    options: crate::append::CommitOptions,
+    evolution: Option<Evolution>,
+) -> Result<AppendReport> {
+    let mut replans = 0;
+    loop {
+        // A rerun of a commit that already landed writes nothing.
+        if let Some(snapshot_id) = table.find_commit(&options.commit_id) {
+            return Ok(AppendReport {
+                rows: 0,
+                data_files: 0,
+                bytes: 0,
+                commit: crate::append::CommitReport {
+                    version: table.version(),
+                    snapshot_id,
+                    attempts: 0,
+                    already_committed: true,
+                },
+            });
+        }
+        let mode = evolution.unwrap_or_else(|| Evolution::of(table.metadata()));
+        let current = table.metadata().current_schema().clone();
+        let mut planned = current.as_ref().clone();
+        for path in files {
+            let columns = input_columns(path, &planned, mode)?;
+            planned = crate::evolve::plan(
+                table.metadata(),
+                &planned,
+                &columns,
+                mode,
+                &path.display().to_string(),
+            )?;
+        }
+        let evolves = planned.as_struct() != current.as_struct();
+        let (rows, data_files) = if evolves {
+            write_files(table, files, Arc::new(planned.clone())).await?
+        } else {
+            write_files(table, files, current).await?
+        };
+        let bytes = data_files.iter().map(|f| f.file_size_in_bytes()).sum();
+        let n = data_files.len();
+        let committed = if evolves {
+            table
+                .append_evolving(data_files, planned, options.clone())
+                .await
+        } else {
+            table.append(data_files, options.clone()).await
+        };
+        match committed {
+            Err(Error::SchemaMoved { column, reason, .. }) if replans < SCHEMA_REPLANS => {
+                replans += 1;
+                tracing::info!(table = %table.name(), %column, %reason, replans, "the schema moved underneath the append; writing the data again");
+                table.refresh().await?;
+            }
+            committed => {
+                return Ok(AppendReport {
+                    rows,
+                    data_files: n,
+                    bytes,
+                    commit: committed?,
+                })
+            }
+        }
     }
-    let mut writer = crate::writer::DataWriter::new(table)?;
+}
+
+/// Read every input conformed to `schema` and write it as data files of `table`.
+async fn write_files(
+    table: &crate::table::Table,
+    files: &[std::path::PathBuf],
+    schema: iceberg::spec::SchemaRef,
+) -> Result<(u64, Vec<iceberg::spec::DataFile>)> {
+    let mut writer = crate::writer::DataWriter::with_schema(table, schema)?;
     let target = writer.arrow_schema().clone();
     for path in files {
         for batch in read_file(path, &target)? {
@@ -272,16 +348,83 @@ pub async fn append_files(
             reason: "no rows to append".into(),
         });
     }
-    let data_files = writer.close().await?;
-    let bytes = data_files.iter().map(|f| f.file_size_in_bytes()).sum();
-    let n = data_files.len();
-    let commit = table.append(data_files, options).await?;
-    Ok(AppendReport {
-        rows,
-        data_files: n,
-        bytes,
-        commit,
-    })
+    Ok((rows, writer.close().await?))
+}
+
+/// Records read to infer the types of new CSV or JSON columns.
+pub const INFER_RECORDS: usize = 100_000;
+
+/// The columns of an input file with the types its values have: a Parquet file's own
+/// types; for CSV and JSON, columns `schema` has are text (cast to the column's type when
+/// read) and new ones are inferred as long, double, boolean or string (from up to
+/// [`INFER_RECORDS`] records; without evolution, a JSON input's first 1,000).
+pub fn input_columns(
+    path: &Path,
+    schema: &iceberg::spec::Schema,
+    evolution: Evolution,
+) -> Result<Vec<(String, DataType)>> {
+    let format = InputFormat::from_path(path)?;
+    let file = File::open(path).map_err(|e| input_err(path, e))?;
+    let inferred = |ty: &DataType| match ty {
+        DataType::Int64 | DataType::Float64 | DataType::Boolean => ty.clone(),
+        _ => DataType::Utf8,
+    };
+    let arrow: ArrowSchema = match format {
+        InputFormat::Parquet => {
+            let builder =
+                ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| input_err(path, e))?;
+            return Ok(builder
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().clone()))
+                .collect());
+        }
+        InputFormat::Csv => {
+            let mut buf = BufReader::new(file);
+            let mut header = String::new();
+            buf.read_line(&mut header).map_err(|e| input_err(path, e))?;
+            let names: Vec<String> = header
+                .trim_end_matches(['\r', '\n'])
+                .split(',')
+                .map(|c| c.trim().trim_matches('"').to_string())
+                .filter(|c| !c.is_empty())
+                .collect();
+            // Only a header naming new columns costs a second pass over the values.
+            if names.iter().all(|n| schema.field_by_name(n).is_some()) {
+                return Ok(names.into_iter().map(|n| (n, DataType::Utf8)).collect());
+            }
+            let file = File::open(path).map_err(|e| input_err(path, e))?;
+            arrow::csv::reader::Format::default()
+                .with_header(true)
+                .infer_schema(BufReader::new(file), Some(INFER_RECORDS))
+                .map_err(|e| input_err(path, e))?
+                .0
+        }
+        InputFormat::Json => {
+            let records = match evolution {
+                // Enough to name a new field in the refusal; the reader refuses later ones.
+                Evolution::Off => 1_000,
+                Evolution::AddColumns => INFER_RECORDS,
+            };
+            arrow::json::reader::infer_json_schema(BufReader::new(file), Some(records))
+                .map_err(|e| input_err(path, e))?
+                .0
+        }
+    };
+    Ok(arrow
+        .fields()
+        .iter()
+        .map(|f| {
+            let name = f.name().trim().trim_matches('"').to_string();
+            let ty = if schema.field_by_name(&name).is_some() {
+                DataType::Utf8
+            } else {
+                inferred(f.data_type())
+            };
+            (name, ty)
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -330,6 +473,38 @@ mod tests {
         let b = read_all(&p).unwrap();
         assert_eq!(b[0].num_rows(), 1);
         assert_eq!(b[0].column(2).null_count(), 1);
+    }
+
+    #[test]
+    fn new_csv_and_json_columns_are_inferred_known_ones_are_text() {
+        let schema = crate::schema::default_iot_schema();
+        let p = tmp(
+            "fw2.csv",
+            "device_id,ts,value,temp_c,ok,fw\nd1,2026-01-01T00:00:00Z,1.5,20,true,v2\nd1,2026-01-01T00:01:00Z,2,21.5,false,v2\n",
+        );
+        let cols = input_columns(&p, &schema, Evolution::AddColumns).unwrap();
+        let ty = |n: &str| cols.iter().find(|(c, _)| c == n).unwrap().1.clone();
+        assert_eq!(
+            ty("value"),
+            DataType::Utf8,
+            "a known column is parsed into its type"
+        );
+        assert_eq!(ty("temp_c"), DataType::Float64);
+        assert_eq!(ty("ok"), DataType::Boolean);
+        assert_eq!(ty("fw"), DataType::Utf8);
+        let p = tmp(
+            "fw2.jsonl",
+            "{\"device_id\":\"d1\",\"count\":3,\"ts\":\"2026-01-01T00:00:00Z\"}\n",
+        );
+        let cols = input_columns(&p, &schema, Evolution::AddColumns).unwrap();
+        assert!(
+            cols.contains(&("count".to_string(), DataType::Int64)),
+            "{cols:?}"
+        );
+        assert!(
+            cols.contains(&("ts".to_string(), DataType::Utf8)),
+            "{cols:?}"
+        );
     }
 
     #[test]

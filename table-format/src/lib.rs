@@ -25,6 +25,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod alter;
 pub mod append;
 pub mod check;
 pub mod commit;
@@ -33,6 +34,7 @@ pub mod diff;
 pub mod driver;
 pub mod durable;
 pub mod error;
+pub mod evolve;
 pub mod external;
 pub mod head;
 pub mod ident;

@@ -111,7 +111,7 @@ impl Table {
         let added_manifest = if added.is_empty() {
             None
         } else {
-            Some(snapshot::write_added_manifest(self, &added, snapshot_id, &write_id).await?)
+            Some(snapshot::write_added_manifest(self, &added, snapshot_id, &write_id, None).await?)
         };
         let commit_id = uuid::Uuid::new_v4().to_string();
         let mut action = ReplaceAction {
@@ -206,7 +206,8 @@ impl Action for ReplaceAction<'_> {
                 manifests.push(m);
                 continue;
             }
-            let (location, mut writer) = producer.manifest_writer(&format!("r{k}"))?;
+            let (location, mut writer) =
+                producer.manifest_writer(&format!("r{k}"), m.partition_spec_id)?;
             for e in manifest.entries().iter().filter(|e| e.is_alive()) {
                 let (Some(snap), Some(seq)) = (e.snapshot_id(), e.sequence_number()) else {
                     return Err(Error::CorruptMetadata {
@@ -243,6 +244,7 @@ impl Action for ReplaceAction<'_> {
                 removed: &removed_files,
                 summary: HashMap::new(),
                 table_properties: HashMap::new(),
+                schema: None,
             })
             .await?;
         Ok(Some(applied))

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use iceberg::spec::{
     DataFile, ManifestFile, ManifestListWriter, ManifestWriter, ManifestWriterBuilder, Operation,
-    Snapshot, SnapshotSummaryCollector, Summary, TableMetadataBuilder, MAIN_BRANCH,
+    Schema, Snapshot, SnapshotSummaryCollector, Summary, TableMetadataBuilder, MAIN_BRANCH,
     UNASSIGNED_SEQUENCE_NUMBER,
 };
 
@@ -45,13 +45,30 @@ const TOTALS: &[(&str, &str, &str)] = &[
 ];
 
 /// A v2 data-manifest writer at `location` for `snapshot_id`, with the current schema
-/// and the default partition spec (the spec DataWriter writes with; DataFile hides its
-/// spec id in iceberg 0.10).
+/// (or `schema`, the one new files were written with) and partition spec `spec_id` (None:
+/// the default spec, the one DataWriter writes with; DataFile hides its spec id in iceberg
+/// 0.10). A manifest rewritten from another keeps that one's spec: its entries' partition
+/// values are tuples of that spec, and under another spec's header readers would prune
+/// them by the wrong transforms.
 pub(crate) fn manifest_writer(
     table: &TableView,
     location: &str,
     snapshot_id: i64,
+    schema: Option<&Schema>,
+    spec_id: Option<i32>,
 ) -> Result<ManifestWriter> {
+    let metadata = table.metadata();
+    let spec = match spec_id {
+        None => metadata.default_partition_spec().as_ref().clone(),
+        Some(id) => metadata
+            .partition_spec_by_id(id)
+            .ok_or_else(|| Error::CorruptMetadata {
+                location: table.metadata_location().to_string(),
+                reason: format!("a manifest names partition spec {id}, which the table lacks"),
+            })?
+            .as_ref()
+            .clone(),
+    };
     let output = table
         .file_io()
         .new_output(location)
@@ -59,23 +76,28 @@ pub(crate) fn manifest_writer(
     Ok(ManifestWriterBuilder::new(
         output,
         Some(snapshot_id),
-        table.metadata().current_schema().clone(),
-        table.metadata().default_partition_spec().as_ref().clone(),
+        schema.map_or_else(
+            || table.metadata().current_schema().clone(),
+            |s| Arc::new(s.clone()),
+        ),
+        spec,
     )
     .build_v2_data())
 }
 
 /// Write `files` as the `ADDED` entries of one manifest of snapshot `snapshot_id`
 /// (written once per action call and reused by every attempt: its entries inherit the
-/// sequence number of whichever attempt wins).
+/// sequence number of whichever attempt wins). `schema` is the schema the files were
+/// written with when it is not the table's current one (schema evolution).
 pub(crate) async fn write_added_manifest(
     table: &TableView,
     files: &[DataFile],
     snapshot_id: i64,
     write_id: &str,
+    schema: Option<&Schema>,
 ) -> Result<ManifestFile> {
     let location = format!("{}/metadata/{write_id}-m0.avro", table.location());
-    let mut writer = manifest_writer(table, &location, snapshot_id)?;
+    let mut writer = manifest_writer(table, &location, snapshot_id, schema, None)?;
     for f in files {
         writer
             .add_file(f.clone(), -1)
@@ -102,6 +124,9 @@ pub(crate) struct NewSnapshot<'a> {
     pub summary: HashMap<String, String>,
     /// Table properties set in the same version (usually empty).
     pub table_properties: HashMap<String, String>,
+    /// A schema to add and make current in the same version, before the snapshot (an
+    /// append that evolves the schema; see [`crate::evolve`]).
+    pub schema: Option<Schema>,
 }
 
 /// One attempt at building a snapshot on the table's loaded head.
@@ -156,22 +181,47 @@ impl<'a> SnapshotProducer<'a> {
             .collect())
     }
 
-    /// A writer for a manifest this attempt rewrites (`tag` tells them apart).
-    pub(crate) fn manifest_writer(&self, tag: &str) -> Result<(String, ManifestWriter)> {
+    /// A writer for a manifest this attempt rewrites (`tag` tells them apart) from
+    /// manifests of partition spec `spec_id`.
+    pub(crate) fn manifest_writer(
+        &self,
+        tag: &str,
+        spec_id: i32,
+    ) -> Result<(String, ManifestWriter)> {
         let location = format!(
             "{}/metadata/{}-a{}-{tag}.avro",
             self.table.location(),
             self.write_id,
             self.attempt
         );
-        let writer = manifest_writer(self.table, &location, self.snapshot_id)?;
+        let writer = manifest_writer(self.table, &location, self.snapshot_id, None, Some(spec_id))?;
         Ok((location, writer))
     }
 
     /// Write the manifest list, the summary with its totals, and the next metadata.
     pub(crate) async fn produce(self, new: NewSnapshot<'_>) -> Result<Applied> {
         let table = self.table;
-        let base = table.metadata().as_ref();
+        // A schema change goes in first, so the snapshot records the schema it was
+        // written with; the metadata log gets one entry either way.
+        let (evolved, previous) = match new.schema {
+            Some(schema) => (
+                Some(
+                    TableMetadataBuilder::new_from_metadata(
+                        table.metadata().as_ref().clone(),
+                        Some(table.metadata_location().to_string()),
+                    )
+                    .add_current_schema(schema)
+                    .and_then(|b| b.build())
+                    .map_err(|e| {
+                        Error::iceberg(format!("evolve the schema of {}", table.name()), e)
+                    })?
+                    .metadata,
+                ),
+                None,
+            ),
+            None => (None, Some(table.metadata_location().to_string())),
+        };
+        let base = evolved.as_ref().unwrap_or(table.metadata().as_ref());
         let parent = base.current_snapshot();
         // From storage: at i64::MAX there is no next one (iceberg would overflow).
         if base.last_sequence_number() == i64::MAX {
@@ -252,20 +302,17 @@ impl<'a> SnapshotProducer<'a> {
             .with_schema_id(base.current_schema_id())
             .with_timestamp_ms(now_ms().max(base.last_updated_ms().saturating_add(1)))
             .build();
-        let built = TableMetadataBuilder::new_from_metadata(
-            base.clone(),
-            Some(table.metadata_location().to_string()),
-        )
-        .set_branch_snapshot(snapshot, MAIN_BRANCH)
-        .and_then(|b| {
-            if new.table_properties.is_empty() {
-                Ok(b)
-            } else {
-                b.set_properties(new.table_properties)
-            }
-        })
-        .and_then(|b| b.build())
-        .map_err(|e| Error::iceberg(format!("build next metadata of {}", table.name()), e))?;
+        let built = TableMetadataBuilder::new_from_metadata(base.clone(), previous)
+            .set_branch_snapshot(snapshot, MAIN_BRANCH)
+            .and_then(|b| {
+                if new.table_properties.is_empty() {
+                    Ok(b)
+                } else {
+                    b.set_properties(new.table_properties)
+                }
+            })
+            .and_then(|b| b.build())
+            .map_err(|e| Error::iceberg(format!("build next metadata of {}", table.name()), e))?;
         Ok(Applied {
             metadata: built.metadata,
             cleanup: Cleanup {

@@ -73,15 +73,33 @@ impl DataWriter {
     /// start with a fresh UUID, so no two writers (nor two runs of one commit) ever write
     /// the same object.
     pub fn new(table: &TableView) -> Result<Self> {
-        Self::with_file_prefix(table, uuid::Uuid::new_v4().to_string())
+        Self::with_schema(table, table.metadata().current_schema().clone())
     }
 
     /// A writer whose data files are named `<prefix>-<n>.parquet` (n = 00000, 00001, …),
     /// each in its partition's folder under the table's `data/`. The caller owns the
     /// prefix's uniqueness: sync stages its combined files under a name a rerun finds again.
     pub fn with_file_prefix(table: &TableView, file_prefix: String) -> Result<Self> {
+        Self::build(
+            table,
+            table.metadata().current_schema().clone(),
+            file_prefix,
+        )
+    }
+
+    /// A writer for `table`'s default partition spec whose files carry `schema`'s field
+    /// ids: a schema evolution's plan (see [`crate::evolve::plan`]), committed with
+    /// [`crate::Table::append_evolving`].
+    pub fn with_schema(table: &TableView, schema: iceberg::spec::SchemaRef) -> Result<Self> {
+        Self::build(table, schema, uuid::Uuid::new_v4().to_string())
+    }
+
+    fn build(
+        table: &TableView,
+        schema: iceberg::spec::SchemaRef,
+        file_prefix: String,
+    ) -> Result<Self> {
         let metadata = table.metadata();
-        let schema = metadata.current_schema().clone();
         let spec = metadata.default_partition_spec().clone();
         let arrow_schema = Arc::new(
             iceberg::arrow::schema_to_arrow_schema(&schema)

@@ -1,10 +1,12 @@
 """Read an Iceberg table with pyiceberg from its metadata file and report what it sees.
 
 Usage: python tests/interop/read_table.py METADATA_LOCATION [--ts-from ISO8601] [--device ID]
+                                          [--column NAME]
 
 Prints one JSON object: full-scan row count and sum of `value`, the schema as
 [field_id, name, type, required], snapshot facts, and the files planned with and without
-the row filter (to show partition and statistics pruning). For s3:// locations the S3
+the row filter (to show partition and statistics pruning); with --column, that column's
+non-null count and sum in the full scan. For s3:// locations the S3
 settings come from the standard AWS_* variables and AWS_ENDPOINT_URL.
 """
 
@@ -23,6 +25,7 @@ def main() -> int:
     parser.add_argument("metadata_location")
     parser.add_argument("--ts-from")
     parser.add_argument("--device")
+    parser.add_argument("--column")
     args = parser.parse_args()
 
     props = {}
@@ -51,6 +54,10 @@ def main() -> int:
     full = table.scan().to_arrow()
     filtered_scan = table.scan(row_filter=row_filter)
     names = set(full.column_names)
+    column = {}
+    if args.column:
+        values = [v for v in full.column(args.column).to_pylist() if v is not None]
+        column = {"column_non_null": len(values), "column_sum": sum(values) if values else None}
     print(
         json.dumps(
             {
@@ -64,6 +71,7 @@ def main() -> int:
                 "files_total": len(list(table.scan().plan_files())),
                 "files_filtered": len(list(filtered_scan.plan_files())),
                 "rows_filtered": filtered_scan.to_arrow().num_rows,
+                **column,
             }
         )
     )

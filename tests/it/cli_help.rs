@@ -36,7 +36,7 @@ fn floe_help_does_not_list_bench() {
     let text = help(&floe_bin(), &[]);
     let verbs = subcommands(&text);
     // The list was found and read: the product's verbs are in it.
-    for verb in ["create", "append", "sync", "demo", "help"] {
+    for verb in ["create", "append", "alter", "sync", "demo", "help"] {
         assert!(
             verbs.iter().any(|v| v == verb),
             "floe --help does not list {verb}: {verbs:?}\n{text}"

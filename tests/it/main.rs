@@ -7,6 +7,7 @@ mod cli_help;
 mod commit_faults;
 mod crash;
 mod deletes;
+mod evolution;
 mod faults;
 mod hostile;
 mod inflight;
