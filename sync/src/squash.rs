@@ -274,8 +274,18 @@ pub(crate) async fn stage(local: &Table, batch: &Batch) -> TableResult<Staged> {
     let mut staged = Vec::new();
     let mut combined_sources = 0;
     for (g, group) in groups.into_iter().enumerate() {
+        let mut writer = match DataWriter::with_file_prefix(local, format!("sync-{run}-g{g}")) {
+            Ok(w) => w,
+            // The local table's write settings are unusable (a hostile or mistaken
+            // property): its files still sync, as they are, like a per-commit sync's.
+            Err(e @ TableError::InvalidArgument { .. }) => {
+                tracing::warn!(table = %local.name(), error = %e, "cannot combine files; projecting them as they are");
+                files.extend(group);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         combined_sources += group.len();
-        let mut writer = DataWriter::with_file_prefix(local, format!("sync-{run}-g{g}"))?;
         let target = writer.arrow_schema().clone();
         let sort = sort_field.map(|_| SORT_COLUMN);
         for run_files in sort_runs(group, sort_field) {
