@@ -4,6 +4,7 @@ Run by the harness with the venv of scripts/setup-bench.sh; every subcommand tim
 the work itself (not Python's start-up or imports) and prints one JSON object.
 
   commits WAREHOUSE N ROWS         N appends of ROWS rows to a fresh pyiceberg table
+  append WAREHOUSE FILE            append one Parquet file's rows to a fresh pyiceberg table
   duckdb SQL                       one DuckDB query (in memory, every core)
   pyiceberg METADATA DEVICE FROM TO   scan one table with a device and time filter
 
@@ -29,8 +30,8 @@ def s3_props():
     return {k: v for k, v in props.items() if v}
 
 
-def commits(warehouse, n, rows):
-    import pyarrow as pa
+def iot_table(warehouse, name):
+    """A fresh pyiceberg table of Floe's default IoT schema, partitioned by day(ts)."""
     from pyiceberg.catalog.sql import SqlCatalog
     from pyiceberg.partitioning import PartitionField, PartitionSpec
     from pyiceberg.schema import Schema
@@ -50,7 +51,13 @@ def commits(warehouse, n, rows):
         NestedField(4, "value", DoubleType(), required=False),
     )
     spec = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=DayTransform(), name="ts_day"))
-    table = catalog.create_table("bench.commits", schema=schema, partition_spec=spec)
+    return catalog.create_table(f"bench.{name}", schema=schema, partition_spec=spec)
+
+
+def commits(warehouse, n, rows):
+    import pyarrow as pa
+
+    table = iot_table(warehouse, "commits")
     arrow_schema = table.schema().as_arrow()
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     batches = []
@@ -72,6 +79,18 @@ def commits(warehouse, n, rows):
         table.append(b)
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "commits": n}
+
+
+def append(warehouse, path):
+    """What `floe append --create` does: read a Parquet file, append it as one commit."""
+    import pyarrow.parquet as pq
+
+    table = iot_table(warehouse, "append")
+    t0 = time.perf_counter()
+    data = pq.read_table(path).cast(table.schema().as_arrow())
+    table.append(data)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "rows": data.num_rows}
 
 
 def duckdb_query(sql):
@@ -113,6 +132,8 @@ def main():
     cmd = sys.argv[1]
     if cmd == "commits":
         out = commits(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    elif cmd == "append":
+        out = append(sys.argv[2], sys.argv[3])
     elif cmd == "duckdb":
         out = duckdb_query(sys.argv[2])
     elif cmd == "pyiceberg":

@@ -7,7 +7,7 @@
 //! arrow-rs's own Parquet writer (ingest). The Python peers run from the venv
 //! `scripts/setup-bench.sh` creates; they time only their work, not Python's start-up.
 //! The memory case measures whole `floe` processes (append, sync, sql): the product binary,
-//! and the gateway build when given.
+//! and the gateway build when given, beside pyiceberg's whole process appending the same file.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -6,6 +6,8 @@
 
 mod commands;
 mod demo;
+#[cfg(not(feature = "query"))]
+mod gateway;
 mod namespaces;
 mod output;
 #[cfg(feature = "server")]
@@ -378,6 +380,8 @@ struct DefinitionArgs {
 }
 
 fn main() -> ExitCode {
+    #[cfg(not(feature = "query"))]
+    gateway::tune();
     let cli = Cli::parse();
     // A verb whose stdout is closed early (`floe … | head`) ends as Unix tools do, by
     // SIGPIPE, instead of panicking in `println!`. Not the server: it must outlive a

@@ -30,8 +30,9 @@ pub const UPLOAD_PART_SIZE: usize = 5 * 1024 * 1024;
 
 /// Part size of streamed writes to local files (and memory), which have no minimum: a local
 /// part is written as soon as it fills, so a small part keeps a gateway's append small
-/// (a 1M-row append's heap peaked near 25 MB with 5 MiB parts, 19 MB with 1 MiB parts).
-pub const LOCAL_PART_SIZE: usize = 1024 * 1024;
+/// (a 1M-row append's heap peaked near 25 MB with 5 MiB parts, 19 MB with 1 MiB parts;
+/// 256 KiB, the gateway's row-group size, took another 2 MiB off, BENCHMARKS.md issue 19).
+pub const LOCAL_PART_SIZE: usize = 256 * 1024;
 
 /// Parts of one streamed upload in flight at once. object_store's default (8) would let a
 /// writer hold 8 parts (40 MiB) of a large file while a slow link drains them; a gateway

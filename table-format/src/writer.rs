@@ -2,6 +2,7 @@
 //! spec and streamed into one rolling Parquet file per partition, with Iceberg field ids
 //! and per-column metrics, through iceberg's writer stack.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
@@ -29,6 +30,27 @@ type Builder =
 
 /// The table property of the size at which a data file rolls over.
 const TARGET_FILE_SIZE: &str = "write.target-file-size-bytes";
+/// The table property capping a Parquet row group's size (Iceberg's name; estimated,
+/// compressed bytes). Unset: no byte cap (see [`set_default_row_group_bytes`]).
+pub const ROW_GROUP_SIZE: &str = "write.parquet.row-group-size-bytes";
+/// The table property capping a Parquet data page's size (Iceberg's name; default 1 MiB).
+pub const PAGE_SIZE: &str = "write.parquet.page-size-bytes";
+/// The table property capping a Parquet data page's rows (Iceberg's name; default 20,000).
+const PAGE_ROW_LIMIT: &str = "write.parquet.page-row-limit";
+
+/// The row-group byte cap of tables that do not set [`ROW_GROUP_SIZE`]; 0 is none.
+static DEFAULT_ROW_GROUP_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// Set this process's row-group byte cap for tables that do not set [`ROW_GROUP_SIZE`]
+/// (`None`: row groups end at [`ROW_GROUP_ROWS`] only). The gateway build lowers it to
+/// bound its memory; a table's own property always wins.
+pub fn set_default_row_group_bytes(bytes: Option<usize>) {
+    DEFAULT_ROW_GROUP_BYTES.store(bytes.unwrap_or(0), Ordering::Relaxed);
+}
+
+fn default_row_group_bytes() -> Option<usize> {
+    Some(DEFAULT_ROW_GROUP_BYTES.load(Ordering::Relaxed)).filter(|n| *n > 0)
+}
 
 /// Rows per Parquet row group. A row group is buffered in memory until it is flushed, so
 /// this bounds a writer's memory (about 2–4 MB per open partition for IoT rows) while
@@ -126,34 +148,41 @@ impl DataWriter {
                 })
             }
         };
-        // Iceberg's standard page-row limit (default 20,000): smaller pages make the page
-        // index prune finer. Parquet checks the limit once per write batch.
-        let page_rows = match metadata.properties().get("write.parquet.page-row-limit") {
-            None => 20_000,
-            Some(v) => v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                Error::InvalidArgument {
-                    argument: format!("write.parquet.page-row-limit of {}", table.name()),
-                    reason: format!("'{}' is not a positive number of rows", clip(v)),
-                }
-            })?,
-        };
         // Only the properties a write needs are parsed (iceberg's `table_properties()` would
         // refuse the table over any unparsable one, used here or not).
-        let target_file_bytes = match metadata.properties().get(TARGET_FILE_SIZE) {
-            None => iceberg::spec::TableProperties::PROPERTY_WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT,
-            Some(v) => v
-                .trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| Error::InvalidArgument {
-                    argument: format!("{TARGET_FILE_SIZE} of {}", table.name()),
-                    reason: format!("'{}' is not a positive number of bytes", clip(v)),
-                })?,
+        let positive = |key: &str, unit: &str| -> Result<Option<usize>> {
+            metadata
+                .properties()
+                .get(key)
+                .map(|v| {
+                    v.trim()
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| Error::InvalidArgument {
+                            argument: format!("{key} of {}", table.name()),
+                            reason: format!("'{}' is not a positive number of {unit}", clip(v)),
+                        })
+                })
+                .transpose()
         };
+        // Iceberg's standard page-row limit (default 20,000): smaller pages make the page
+        // index prune finer. Parquet checks the limit once per write batch.
+        let page_rows = positive(PAGE_ROW_LIMIT, "rows")?.unwrap_or(20_000);
+        let target_file_bytes = positive(TARGET_FILE_SIZE, "bytes")?.unwrap_or(
+            iceberg::spec::TableProperties::PROPERTY_WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT,
+        );
+        // A row group is buffered in memory until it is flushed: its size bounds a writer's
+        // memory. Rows cap it always; bytes (estimated, compressed) when the table or the
+        // build says so.
+        let row_group_bytes = positive(ROW_GROUP_SIZE, "bytes")?.or_else(default_row_group_bytes);
+        let page_bytes =
+            positive(PAGE_SIZE, "bytes")?.unwrap_or(parquet::file::properties::DEFAULT_PAGE_SIZE);
         let writer_props = WriterProperties::builder()
             .set_compression(compression)
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_max_row_group_bytes(row_group_bytes)
+            .set_data_page_size_limit(page_bytes)
             .set_data_page_row_count_limit(page_rows)
             .set_write_batch_size(page_rows.min(1024))
             .build();
@@ -229,5 +258,116 @@ impl DataWriter {
             Inner::Partitioned(p) => p.writer.close().await,
         }
         .map_err(|e| Error::iceberg(step, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use arrow_array::{Float64Array, StringArray, TimestampMicrosecondArray};
+    use arrow_schema::DataType;
+    use object_store::ObjectStoreExt;
+    use parquet::column::page::Page;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    use super::*;
+    use crate::schema::{self, DEFAULT_PARTITION};
+    use crate::{Table, TableDefinition, TableIdent, Warehouse};
+
+    /// `n` readings of one device within one day.
+    fn rows(schema: &ArrowSchemaRef, n: usize) -> RecordBatch {
+        let tz = match schema.field(1).data_type() {
+            DataType::Timestamp(_, tz) => tz.clone(),
+            other => panic!("ts is {other}"),
+        };
+        let ts: Vec<i64> = (0..n as i64).map(|i| 1_767_225_600_000_000 + i).collect();
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["d1"; n])),
+                Arc::new(TimestampMicrosecondArray::from(ts).with_timezone_opt(tz)),
+                Arc::new(StringArray::from_iter_values((0..n).map(|i| {
+                    if i % 2 == 0 {
+                        "power_kw"
+                    } else {
+                        "temp_c"
+                    }
+                }))),
+                Arc::new(Float64Array::from_iter_values(
+                    (0..n).map(|i| ((i * 7919) % 1000) as f64),
+                )),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// Write 20,000 rows in 1,000-row batches to a table with `properties`; return the
+    /// data file's row groups and the first row group's data pages of `value`.
+    async fn write(properties: &[(&str, &str)]) -> Result<(usize, usize)> {
+        let wh = Warehouse::open(&format!("memory://writer-{}", uuid::Uuid::new_v4()))?;
+        let s = schema::default_iot_schema();
+        let definition = TableDefinition {
+            partition: schema::parse_partition_spec(DEFAULT_PARTITION, &s)?,
+            schema: s,
+            properties: properties
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>(),
+        };
+        let table = Table::create(&wh, &TableIdent::parse("w.t")?, definition).await?;
+        let mut w = DataWriter::new(&table)?;
+        for _ in 0..20 {
+            w.write(rows(w.arrow_schema(), 1_000)).await?;
+        }
+        let files = w.close().await?;
+        assert_eq!(files.len(), 1);
+        let body = wh
+            .store()
+            .get(&wh.object_path(files[0].file_path())?)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let reader = SerializedFileReader::new(body).unwrap();
+        let groups = reader.metadata().num_row_groups();
+        let pages = reader
+            .get_row_group(0)
+            .unwrap()
+            .get_column_page_reader(3)
+            .unwrap()
+            .filter(|p| !matches!(p, Ok(Page::DictionaryPage { .. })))
+            .count();
+        Ok((groups, pages))
+    }
+
+    #[tokio::test]
+    async fn row_group_and_page_sizes_follow_the_table_and_the_build_default() {
+        let (groups, pages) = write(&[]).await.unwrap();
+        assert_eq!(groups, 1, "20,000 rows fit one row group by default");
+        assert_eq!(pages, 1, "and one page (20,000-row limit, 1 MiB)");
+
+        let (groups, _) = write(&[(ROW_GROUP_SIZE, "8192")]).await.unwrap();
+        assert!(groups >= 3, "8 KiB row groups: {groups}");
+        let (groups, pages) = write(&[(PAGE_SIZE, "4096")]).await.unwrap();
+        assert_eq!(groups, 1);
+        assert!(pages >= 3, "4 KiB pages: {pages}");
+
+        // The build's default applies to tables without the property, not over it.
+        set_default_row_group_bytes(Some(8192));
+        let defaulted = write(&[]).await.unwrap().0;
+        let own = write(&[(ROW_GROUP_SIZE, "134217728")]).await.unwrap().0;
+        set_default_row_group_bytes(None);
+        assert!(
+            defaulted >= 3,
+            "the default's 8 KiB row groups: {defaulted}"
+        );
+        assert_eq!(own, 1, "the table's 128 MiB wins over the default");
+
+        for key in [ROW_GROUP_SIZE, PAGE_SIZE] {
+            let e = write(&[(key, "lots")]).await.unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains("lots"), "{e}");
+        }
     }
 }
