@@ -339,23 +339,9 @@ fn extends(newer: &Schema, older: &Schema) -> bool {
 }
 
 fn widens(from: &Type, to: &Type) -> bool {
-    use iceberg::spec::PrimitiveType as P;
     match (from, to) {
         (a, b) if a == b => true,
-        (Type::Primitive(a), Type::Primitive(b)) => match (a, b) {
-            (P::Int, P::Long) | (P::Float, P::Double) => true,
-            (
-                P::Decimal {
-                    precision: p1,
-                    scale: s1,
-                },
-                P::Decimal {
-                    precision: p2,
-                    scale: s2,
-                },
-            ) => s1 == s2 && p2 >= p1,
-            _ => false,
-        },
+        (Type::Primitive(a), Type::Primitive(b)) => floe_table_format::evolve::is_promotion(a, b),
         _ => false,
     }
 }

@@ -248,18 +248,15 @@ pub async fn sync_table(
         journals.sort_by_key(|j| std::cmp::Reverse(j.to));
         if let Some(i) = journals.iter().position(|j| j.from == report.watermark) {
             let staged = journals.remove(i);
-            report.files_combined += staged.combined_sources as u64;
-            let upload = Upload::of_staged(&local_uuid, &staged);
-            project(
+            project_staged(
                 local,
                 cloud,
                 &mut cloud_table,
-                (&copier, &options.policy),
-                upload,
+                (&copier, options),
+                staged,
                 &mut report,
             )
             .await?;
-            squash::discard(local, &staged).await;
             projections = plan_projections(local, report.watermark, &mut report).await?;
         }
         // Any other journal was planned from a watermark the cloud has left.
@@ -269,30 +266,45 @@ pub async fn sync_table(
         let cap = options.max_commit_bytes;
         for batch in squash::batches(projections, report.watermark, cap) {
             let staged = squash::stage(local, &batch).await?;
-            report.files_combined += staged.combined_sources as u64;
-            let upload = Upload::of_staged(&local_uuid, &staged);
-            match project(
+            project_staged(
                 local,
                 cloud,
                 &mut cloud_table,
-                (&copier, &options.policy),
-                upload,
+                (&copier, options),
+                staged,
                 &mut report,
             )
-            .await
-            {
-                Err(e @ Error::Table(TableError::RequirementFailed { .. })) => {
-                    // The watermark moved under this run: the batch can never apply.
-                    squash::discard(local, &staged).await;
-                    return Err(e);
-                }
-                other => other?,
-            }
-            squash::discard(local, &staged).await;
+            .await?;
         }
     }
     set_local_watermark(local, report.watermark).await?;
     Ok(report)
+}
+
+/// Project a staged batch, then delete its staging: after the commit (or after finding
+/// it committed), or when the watermark moved under it, since it can then never apply.
+async fn project_staged(
+    local: &Table,
+    cloud: &Catalog,
+    cloud_table: &mut Table,
+    (copier, options): (&Copier<'_>, &SyncOptions),
+    staged: squash::Staged,
+    report: &mut TableSyncReport,
+) -> Result<()> {
+    report.files_combined += staged.combined_sources as u64;
+    let upload = Upload::of_staged(&local.metadata().uuid(), &staged);
+    let policy = &options.policy;
+    match project(local, cloud, cloud_table, (copier, policy), upload, report).await {
+        Err(e @ Error::Table(TableError::RequirementFailed { .. })) => {
+            squash::discard(local, &staged).await;
+            Err(e)
+        }
+        Err(e) => Err(e),
+        Ok(()) => {
+            squash::discard(local, &staged).await;
+            Ok(())
+        }
+    }
 }
 
 /// Fill `report` with what a sync would do: snapshots, the files and bytes it would send
