@@ -150,9 +150,22 @@ pub async fn commits(
 pub fn sample_batch(schema: &SchemaRef, offset: i64, rows: usize) -> Result<RecordBatch> {
     let mut rng = StdRng::seed_from_u64(offset as u64);
     let start_us = 1_767_225_600_000_000i64 + offset * 3_600_000_000;
+    let values = (0..rows).map(|_| rng.random_range(0.0..100.0)).collect();
+    readings(schema, "bench-device", start_us, values)
+}
+
+/// One reading per value of `values` for `device`, one second apart from `start_us`,
+/// cycling through three metrics.
+pub fn readings(
+    schema: &SchemaRef,
+    device: &str,
+    start_us: i64,
+    values: Vec<f64>,
+) -> Result<RecordBatch> {
+    let rows = values.len();
     let metrics = ["power_kw", "soc_pct", "temp_c"];
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(vec!["bench-device"; rows])),
+        Arc::new(StringArray::from(vec![device; rows])),
         Arc::new(
             TimestampMicrosecondArray::from(
                 (0..rows as i64)
@@ -164,11 +177,7 @@ pub fn sample_batch(schema: &SchemaRef, offset: i64, rows: usize) -> Result<Reco
         Arc::new(StringArray::from(
             (0..rows).map(|i| metrics[i % 3]).collect::<Vec<_>>(),
         )),
-        Arc::new(Float64Array::from(
-            (0..rows)
-                .map(|_| rng.random_range(0.0..100.0))
-                .collect::<Vec<f64>>(),
-        )),
+        Arc::new(Float64Array::from(values)),
     ];
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }

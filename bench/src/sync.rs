@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{ensure, Result};
-use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 
 use floe_catalog::Catalog;
@@ -30,28 +30,10 @@ const DAY0_US: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
 
 /// `rows` readings, one second apart, starting at minute `minute` of the day.
 fn minute_batch(schema: &SchemaRef, minute: i64, rows: usize) -> Result<RecordBatch> {
-    let start = DAY0_US + minute * 60_000_000;
-    let metrics = ["power_kw", "soc_pct", "temp_c"];
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(vec!["gw-1"; rows])),
-        Arc::new(
-            TimestampMicrosecondArray::from(
-                (0..rows as i64)
-                    .map(|i| start + i * 1_000_000)
-                    .collect::<Vec<_>>(),
-            )
-            .with_timezone("+00:00"),
-        ),
-        Arc::new(StringArray::from(
-            (0..rows).map(|i| metrics[i % 3]).collect::<Vec<_>>(),
-        )),
-        Arc::new(Float64Array::from(
-            (0..rows)
-                .map(|i| ((minute * 61 + i as i64) % 1000) as f64 / 10.0)
-                .collect::<Vec<f64>>(),
-        )),
-    ];
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+    let values = (0..rows)
+        .map(|i| ((minute * 61 + i as i64) % 1000) as f64 / 10.0)
+        .collect();
+    crate::commits::readings(schema, "gw-1", DAY0_US + minute * 60_000_000, values)
 }
 
 async fn append_minute(table: &mut Table, minute: i64, rows: usize) -> Result<()> {

@@ -133,16 +133,7 @@ impl Copier<'_> {
             .get(&src.object_path(src_location)?)
             .await
             .map_err(read_err)?;
-        if got.meta.size != size {
-            return Err(TableError::CorruptMetadata {
-                location: src_location.to_string(),
-                reason: format!(
-                    "the file holds {} bytes but its manifest records {size}",
-                    got.meta.size
-                ),
-            }
-            .into());
-        }
+        check_size(src_location, got.meta.size, size)?;
         let mut stream = got.into_stream();
         if size <= MULTIPART_THRESHOLD {
             let mut buf = Vec::with_capacity(size as usize);
@@ -194,6 +185,18 @@ impl Copier<'_> {
     }
 }
 
+/// A source file must hold the bytes its manifest records, or nothing is copied.
+fn check_size(location: &str, holds: u64, records: u64) -> Result<()> {
+    if holds == records {
+        return Ok(());
+    }
+    Err(TableError::CorruptMetadata {
+        location: location.to_string(),
+        reason: format!("the file holds {holds} bytes but its manifest records {records}"),
+    }
+    .into())
+}
+
 /// A large copy that survives a kill: the upload id and the parts sent so far are kept in
 /// a small journal in the source warehouse, rewritten after each part.
 struct Resumable<'a> {
@@ -229,16 +232,7 @@ impl Copier<'_> {
             source,
         };
         let meta = u.src.store().head(&src_path).await.map_err(read_err)?;
-        if meta.size != u.size {
-            return Err(TableError::CorruptMetadata {
-                location: u.src_location.to_string(),
-                reason: format!(
-                    "the file holds {} bytes but its manifest records {}",
-                    meta.size, u.size
-                ),
-            }
-            .into());
-        }
+        check_size(u.src_location, meta.size, u.size)?;
         let journal_path = u.src.object_path(u.journal)?;
         let mut sent = 0;
         // A journal of another target, size or part size is not this upload's.

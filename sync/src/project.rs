@@ -247,15 +247,22 @@ pub(crate) fn same_partitioning(a: &[PartitionField], b: &[PartitionField]) -> b
         })
 }
 
+/// Whether two tables' current schemas are equal (field ids, names, types, required
+/// flags), and whether their default specs partition alike.
+fn alike(l: &TableMetadata, c: &TableMetadata) -> (bool, bool) {
+    (
+        l.current_schema().as_struct() == c.current_schema().as_struct(),
+        same_partitioning(
+            l.default_partition_spec().fields(),
+            c.default_partition_spec().fields(),
+        ),
+    )
+}
+
 /// Refuse a cloud table whose columns or partitioning differ from the local table's:
 /// column statistics and partition tuples are keyed by field id and must mean the same.
 pub(crate) fn check_compatible(local: &Table, cloud: &Table) -> Result<()> {
-    let (l, c) = (local.metadata(), cloud.metadata());
-    let same_schema = l.current_schema().as_struct() == c.current_schema().as_struct();
-    let same_spec = same_partitioning(
-        l.default_partition_spec().fields(),
-        c.default_partition_spec().fields(),
-    );
+    let (same_schema, same_spec) = alike(local.metadata(), cloud.metadata());
     if same_schema && same_spec {
         return Ok(());
     }
@@ -281,11 +288,7 @@ pub(crate) fn check_compatible(local: &Table, cloud: &Table) -> Result<()> {
 pub(crate) async fn evolve_cloud(local: &Table, cloud: &mut Table) -> Result<()> {
     for _ in 0..4 {
         let (l, c) = (local.metadata(), cloud.metadata());
-        let same_schema = l.current_schema().as_struct() == c.current_schema().as_struct();
-        let same_spec = same_partitioning(
-            l.default_partition_spec().fields(),
-            c.default_partition_spec().fields(),
-        );
+        let (same_schema, same_spec) = alike(l, c);
         if same_schema && same_spec {
             return Ok(());
         }

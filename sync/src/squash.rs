@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 
 use iceberg::spec::{
     deserialize_data_file_from_json, serialize_data_file_to_json, DataContentType, Datum,
+    StructType,
 };
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
@@ -316,19 +317,26 @@ pub(crate) async fn stage(local: &Table, batch: &Batch) -> TableResult<Staged> {
     Ok(out)
 }
 
+/// The partition tuple type of the local table's spec `spec_id` (the journal's data-file
+/// JSON is read and written with it), or why there is none.
+fn partition_type(local: &Table, spec_id: i32) -> std::result::Result<StructType, String> {
+    let metadata = local.metadata();
+    metadata
+        .partition_spec_by_id(spec_id)
+        .ok_or_else(|| format!("partition spec {spec_id} is missing"))?
+        .partition_type(metadata.current_schema())
+        .map_err(|e| e.to_string())
+}
+
 async fn write_journal(local: &Table, s: &Staged) -> TableResult<()> {
     let metadata = local.metadata();
     let mut files = Vec::with_capacity(s.files.len());
     for f in &s.files {
-        let spec = metadata.partition_spec_by_id(f.spec_id).ok_or_else(|| {
-            TableError::CorruptMetadata {
+        let ptype =
+            partition_type(local, f.spec_id).map_err(|reason| TableError::CorruptMetadata {
                 location: local.metadata_location().to_string(),
-                reason: format!("partition spec {} is missing", f.spec_id),
-            }
-        })?;
-        let ptype = spec
-            .partition_type(metadata.current_schema())
-            .map_err(|e| TableError::iceberg("partition type", e))?;
+                reason,
+            })?;
         let json = serialize_data_file_to_json(f.file.clone(), &ptype, metadata.format_version())
             .map_err(|e| TableError::iceberg("journal a staged file", e))?;
         files.push(JournalFile {
@@ -419,12 +427,7 @@ async fn read_journal(
     let metadata = local.metadata();
     let mut files = Vec::with_capacity(j.files.len());
     for f in &j.files {
-        let spec = metadata
-            .partition_spec_by_id(f.spec_id)
-            .ok_or_else(|| bad(format!("partition spec {} is missing", f.spec_id)))?;
-        let ptype = spec
-            .partition_type(metadata.current_schema())
-            .map_err(|e| bad(e.to_string()))?;
+        let ptype = partition_type(local, f.spec_id).map_err(bad)?;
         let file = deserialize_data_file_from_json(
             &f.data_file.to_string(),
             f.spec_id,
